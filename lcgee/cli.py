@@ -1,0 +1,131 @@
+"""The ``lcgee`` command line: the same code the notebooks drive.
+
+    lcgee run PARAMS.yaml [--set key=value]... [--out DIR] [--force] [--debug]
+    lcgee params check PARAMS.yaml [--set key=value]...
+    lcgee params fields
+    lcgee demo build [--seed N] [--size N]
+    lcgee demo serve [--seed N] [--size N]
+
+Errors print one paragraph (what, where, fix) and exit with status 2; ``--debug`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+
+from lcgee.errors import LcgeeError
+from lcgee.secrets import redact
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lcgee", description="Land-cover mapping from Sentinel-2, "
+                                "trained locally, classified in Earth Engine.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the notebook suite on a params file")
+    r.add_argument("params", help="params YAML, e.g. params/demo.yaml")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set composite.method=median (repeatable)")
+    r.add_argument("--out", help="output directory (default outputs/<name>)")
+    r.add_argument("--notebooks", help="notebook directory (default: the checkout's notebooks/)")
+    r.add_argument("--force", action="store_true", help="rerun stages even if cached")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks and debug logs")
+
+    pa = sub.add_parser("params", help="check params files or list fields")
+    psub = pa.add_subparsers(dest="params_command", required=True)
+    pc = psub.add_parser("check", help="validate a params file")
+    pc.add_argument("params")
+    pc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    psub.add_parser("fields", help="list every field with its default and meaning")
+
+    d = sub.add_parser("demo", help="the embedded demo world")
+    dsub = d.add_subparsers(dest="demo_command", required=True)
+    for name, text in (("build", "generate the demo world into the cache"),
+                       ("serve", "serve it on loopback until Ctrl-C")):
+        dp = dsub.add_parser(name, help=text)
+        dp.add_argument("--seed", type=int, default=2021)
+        dp.add_argument("--size", type=int, default=1536)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lcgee.run import run
+
+    result = run(args.params, args.overrides, out_dir=args.out,
+                 notebooks_dir=Path(args.notebooks) if args.notebooks else None,
+                 force=args.force, progress=not args.no_progress)
+    for s in result.stages:
+        state = "cached" if s.cached else f"{s.seconds:.1f} s"
+        print(f"  {s.name:<24} {state}")
+    print(f"Done: {result.run_dir}/ (run.json, executed notebooks, artifacts)")
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from lcgee.params import field_reference, load_params
+
+    if args.params_command == "fields":
+        print(field_reference())
+        return 0
+    params = load_params(args.params, args.overrides)
+    print(f"{args.params}: valid (run '{params.name}', digest {params.digest()[:12]})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lcgee.demo.world import WorldSpec, build_world
+
+    world = build_world(WorldSpec(seed=args.seed, size=args.size))
+    print(f"demo world: {world.root}")
+    if args.demo_command == "serve":
+        from lcgee.demo.serve import DemoServer
+
+        with DemoServer(world.root) as srv:
+            print(f"STAC API: {srv.stac_url}  files: {srv.files.url if srv.files else ''}")
+            print("Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except LcgeeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lcgee: error: {redact(exc.message)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lcgee: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if args.debug:
+            traceback.print_exc()
+        print(f"lcgee: unexpected error: {type(exc).__name__}: {redact(str(exc))}. "
+              "Rerun with --debug for the traceback and report it.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

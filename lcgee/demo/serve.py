@@ -1,0 +1,227 @@
+"""Serve the demo world on loopback: a real STAC API and a real HTTP range server.
+
+:class:`DemoServer` starts
+
+* a threaded HTTP server with byte-range support (``206 Partial Content``) over the world's
+  files, so GDAL reads the COGs over HTTP exactly as it reads Planetary Computer's blobs, and
+* ``rustac serve`` (the PyPI package ``rustac``, in-memory backend) loaded with the world's
+  collections, their asset hrefs rewritten to the range server's URL.
+
+Both listen on 127.0.0.1 only and stop when the context exits. rustac does not implement the
+query/filter extensions, so lcgee's search filters cloud cover client-side as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+
+from lcgee.errors import StacError
+
+__all__ = ["DemoServer", "RangeHTTPServer", "free_port"]
+
+log = logging.getLogger(__name__)
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with single byte ranges (what GDAL's /vsicurl/ asks for)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        log.debug("range server: " + format, *args)
+
+    def send_head(self):  # type: ignore[no-untyped-def]  # stdlib signature
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404, "not found")
+            return None
+        size = path.stat().st_size
+        header = self.headers.get("Range")
+        match = _RANGE.match(header.strip()) if header else None
+        start, end = 0, size - 1
+        if match:
+            first, last = match.groups()
+            if first:
+                start, end = int(first), min(int(last) if last else size - 1, size - 1)
+            elif last:
+                start = max(0, size - int(last))
+            if start > end or start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        f = path.open("rb")
+        f.seek(start)
+        self._remaining = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile):  # type: ignore[no-untyped-def]  # stdlib signature
+        remaining = getattr(self, "_remaining", None)
+        while remaining is None or remaining > 0:
+            chunk = source.read(65536 if remaining is None else min(65536, remaining))
+            if not chunk:
+                break
+            outputfile.write(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+
+
+class RangeHTTPServer:
+    """A loopback HTTP server with byte-range support over one directory."""
+
+    def __init__(self, root: Path, port: int = 0) -> None:
+        handler = partial(_RangeHandler, directory=str(root))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> RangeHTTPServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _rustac_executable() -> str:
+    candidates = [Path(sys.executable).with_name("rustac"), shutil.which("rustac")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return str(c)
+    raise StacError("the `rustac` command is not installed", where="demo STAC API",
+                    fix="pip install rustac (it is a dependency of lcgee)")
+
+
+class DemoServer:
+    """The demo world behind a loopback STAC API and range server.
+
+    Use as a context manager::
+
+        with DemoServer(world.root) as srv:
+            client = pystac_client.Client.open(srv.stac_url)
+    """
+
+    collections = ("sentinel-2-l2a", "esa-worldcover", "s2-cloud-probability")
+
+    def __init__(self, world_root: Path, *, startup_timeout: float = 30.0) -> None:
+        self.root = Path(world_root)
+        self.startup_timeout = startup_timeout
+        self.files: RangeHTTPServer | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._log = Path(os.devnull)
+        self.stac_url = ""
+
+    def __enter__(self) -> DemoServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.files = RangeHTTPServer(self.root).start()
+        self._tmp = tempfile.TemporaryDirectory(prefix="lcgee-stac-")
+        hrefs = self._write_served_json(Path(self._tmp.name), self.files.url)
+        port = free_port()
+        self.stac_url = f"http://127.0.0.1:{port}"
+        cmd = [_rustac_executable(), "serve", "--addr", f"127.0.0.1:{port}", *hrefs]
+        log.info("starting demo STAC API: %s", " ".join(cmd))
+        self._log = Path(self._tmp.name) / "rustac.log"
+        with self._log.open("wb") as log_file:  # the child keeps its own handle
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file,
+                                          env={**os.environ, "RUST_LOG": "warn"})
+        self._wait_ready()
+
+    def _write_served_json(self, tmp: Path, base_url: str) -> list[str]:
+        """Collections and item collections with asset hrefs pointing at the range server."""
+        hrefs: list[str] = []
+        for cid in self.collections:
+            src = self.root / "stac" / cid
+            if not (src / "collection.json").is_file():
+                raise StacError(f"the demo world has no collection {cid!r}", where=str(src),
+                                fix="delete the demo cache directory so it is generated again")
+            collection = json.loads((src / "collection.json").read_text())
+            collection["links"] = [ln for ln in collection.get("links", [])
+                                   if ln.get("rel") not in ("item", "child", "self", "root")]
+            items = json.loads((src / "items.json").read_text())
+            for item in items["features"]:
+                item["links"] = []
+                for asset in item.get("assets", {}).values():
+                    href = asset["href"]
+                    if "://" not in href:
+                        asset["href"] = f"{base_url}/{href.lstrip('/')}"
+            (tmp / f"{cid}.collection.json").write_text(json.dumps(collection))
+            (tmp / f"{cid}.items.json").write_text(json.dumps(items))
+            hrefs += [str(tmp / f"{cid}.collection.json"), str(tmp / f"{cid}.items.json")]
+        return hrefs
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"{self.stac_url}/collections/{self.collections[0]}"
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                err, code = self._log.read_text(errors="replace"), self._proc.returncode
+                self.stop()
+                raise StacError(f"rustac serve exited with code {code}: "
+                                f"{err.strip()[-500:]}", where="demo STAC API")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        self.stop()
+        raise StacError(f"the demo STAC API did not answer within {self.startup_timeout:.0f} s",
+                        where=self.stac_url, fix="check that `rustac serve` runs on this machine")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
+        if self.files is not None:
+            self.files.stop()
+            self.files = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

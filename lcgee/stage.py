@@ -1,0 +1,102 @@
+"""What a notebook stage needs to start: its params, run directory, grid and data endpoints.
+
+Every notebook opens with::
+
+    stage = lcgee.open_stage(params_file, run_dir, stac_url)
+
+The runner passes the resolved params file, the run directory and (for the demo) the URL of
+the loopback STAC API it started. Run standalone, a notebook on the demo params starts its own
+demo server, so each notebook also works on its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lcgee.errors import ParamsError
+from lcgee.grid import Grid
+from lcgee.params import Area, Params, load_params
+
+__all__ = ["Stage", "open_stage", "build_grid", "area_grid"]
+
+log = logging.getLogger(__name__)
+
+
+def build_grid(params: Params, base: Path | None = None) -> Grid:
+    """The run's one grid: the AOI at ``grid.resolution`` in ``grid.crs`` (default: UTM)."""
+    return area_grid(params.aoi, params.grid.resolution, params.grid.crs, base)
+
+
+def area_grid(area: Area, resolution: float, crs: str | None, base: Path | None = None) -> Grid:
+    """A grid covering ``area`` (bbox in its own CRS when that is the grid CRS)."""
+    if area.bbox is not None and crs is not None and area.crs.upper() == crs.upper():
+        return Grid.from_bounds(area.bbox, resolution, crs)
+    return Grid.from_bbox(area.lonlat_bbox(base), resolution, crs)
+
+
+@dataclass
+class Stage:
+    """The context of one notebook stage."""
+
+    params: Params
+    params_file: Path
+    run_dir: Path
+    stac_url: str
+    world: Any = None  #: the demo world (``lcgee.demo.world.World``) on demo runs
+    _servers: list[Any] = field(default_factory=list, repr=False)
+
+    @functools.cached_property
+    def grid(self) -> Grid:
+        return build_grid(self.params, self.params_file.parent)
+
+    def region_grid(self, name: str) -> Grid:
+        """The sub-grid of a named region, pixel-aligned with :attr:`grid`."""
+        try:
+            region = self.params.regions[name]
+        except KeyError:
+            raise ParamsError(f"no region named {name!r}", where="regions",
+                              fix=f"use one of {sorted(self.params.regions)}") from None
+        crs = self.grid.crs
+        if region.bbox is not None and region.crs.upper() == crs.upper():
+            return self.grid.crop(region.bbox)
+        return self.grid.crop_lonlat(region.lonlat_bbox(self.params_file.parent))
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory (parents created)."""
+        p = self.run_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def close(self) -> None:
+        for srv in self._servers:
+            srv.stop()
+        self._servers.clear()
+
+
+def open_stage(params_file: str | Path, run_dir: str | Path, stac_url: str | None = None,
+               overrides: dict[str, Any] | None = None) -> Stage:
+    """Load params and connect a notebook stage to its data (starting the demo if needed)."""
+    params_file = Path(params_file)
+    params = load_params(params_file, overrides or {})
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stage = Stage(params=params, params_file=params_file, run_dir=run_dir,
+                  stac_url=stac_url or params.stac.url)
+    if params.is_demo:
+        from lcgee.demo.world import WorldSpec, build_world
+
+        stage.world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size))
+        if not stac_url:
+            from lcgee.demo.serve import DemoServer
+
+            server = DemoServer(stage.world.root)
+            server.start()
+            stage._servers.append(server)
+            stage.stac_url = server.stac_url
+            atexit.register(stage.close)
+    return stage
