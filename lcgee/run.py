@@ -205,21 +205,20 @@ def _execute(nb: Path, text: str, out_nb: Path, run_dir: Path, resolved: Path,
     parameters = {"params_file": str(resolved.resolve()), "run_dir": str(run_dir.resolve()),
                   "stac_url": stac_url}
     secrets = secret_values()
-    with _io.atomic_path(run_dir / f".{nb.stem}.input.ipynb") as src:
-        nbformat.write(notebook, src)
-        partial = run_dir / f".{nb.stem}.partial.ipynb"
-        try:
-            pm.execute_notebook(str(src), str(partial), parameters=parameters,
-                                cwd=str(run_dir.resolve()), kernel_name="python3",
-                                progress_bar={"desc": nb.stem, "leave": False} if progress
-                                else False)
-        except pm.PapermillExecutionError as exc:
-            _publish(partial, out_nb, secrets)
-            raise StageError(_failure_paragraph(nb.stem, exc, out_nb), where=f"stage {nb.stem}",
-                             fix="correct the cause above and rerun; finished stages are kept"
-                             ) from exc
-        finally:
-            src.unlink(missing_ok=True)
+    src = run_dir / f".{nb.stem}.input.ipynb"
+    partial = run_dir / f".{nb.stem}.partial.ipynb"
+    nbformat.write(notebook, src)
+    try:
+        pm.execute_notebook(str(src), str(partial), parameters=parameters,
+                            cwd=str(run_dir.resolve()), kernel_name="python3",
+                            progress_bar={"desc": nb.stem, "leave": False} if progress else False)
+    except pm.PapermillExecutionError as exc:
+        _publish(partial, out_nb, secrets)
+        raise StageError(_failure_paragraph(nb.stem, exc, out_nb), where=f"stage {nb.stem}",
+                         fix="correct the cause above and rerun; finished stages are kept"
+                         ) from exc
+    finally:
+        src.unlink(missing_ok=True)
     _publish(partial, out_nb, secrets)
 
 
