@@ -11,9 +11,11 @@ from __future__ import annotations
 from lcgee.errors import LcgeeError, ParamsError
 from lcgee.grid import Grid
 from lcgee.params import Params, load_params
+from lcgee.scenes import gee_index
 from lcgee.stage import Stage, open_stage
 
 __all__ = ["Grid", "Params", "load_params", "open_stage", "Stage", "LcgeeError", "ParamsError",
+           "gee_index",
            "__version__"]
 
 __version__ = "0.1.0"

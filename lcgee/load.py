@@ -1,0 +1,166 @@
+"""Load scenes lazily onto the run's grid, and harmonize processing baselines.
+
+odc-stac is the default loader (maintained, faster for mosaics); stackstac is the
+alternative (``load.engine: stackstac``). Either way the result is the same: an
+``xarray.Dataset`` with one uint16 variable per asset (DN, 0 = nodata), dims
+``(time, y, x)`` on exactly the :class:`~lcgee.grid.Grid`, one time step per item, and per-time
+coordinates ``id``, ``gee_index``, ``sun_azimuth``, ``sun_zenith`` and ``offset`` (True where
+the item's processing baseline is >= 04.00 and its DN carry +1000). Chunks are spatial tiles,
+so memory is bounded by chunk size, not by the AOI.
+
+:func:`reflectance` harmonizes (subtracts 1000 where ``offset``, keeps 0 as nodata, clips at
+0, never touches SCL) and scales to surface reflectance, matching Earth Engine's
+``COPERNICUS/S2_SR_HARMONIZED`` / 10000.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from lcgee.errors import DataError, ParamsError
+from lcgee.grid import Grid
+from lcgee.scenes import HARMONIZE_OFFSET, scene_table
+
+__all__ = ["load_stack", "reflectance", "harmonize", "configure_gdal", "NON_OPTICAL"]
+
+log = logging.getLogger(__name__)
+
+#: Assets that are classifications or probabilities, never offset or scaled.
+NON_OPTICAL = frozenset({"SCL", "probability", "AOT", "WVP", "visual"})
+
+_GDAL_DEFAULTS = {
+    "GDAL_HTTP_MAX_RETRY": "8",
+    "GDAL_HTTP_RETRY_DELAY": "2",
+    "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "VSI_CACHE": "TRUE",
+}
+
+
+def configure_gdal(**overrides: str) -> None:
+    """Set GDAL's HTTP retry/timeout options in the environment (workers inherit them).
+
+    GDAL defaults to no HTTP retries; Planetary Computer's blob storage answers 429/503 now
+    and then. Values already set in the environment win.
+    """
+    for key, value in {**_GDAL_DEFAULTS, **overrides}.items():
+        os.environ.setdefault(key, value)
+
+
+def load_stack(items: Sequence[Any], grid: Grid, assets: Sequence[str], *,
+               engine: str = "odc-stac", chunk: int = 1024,
+               patch_url: Callable[[str], str] | None = None) -> xr.Dataset:
+    """Lazily load ``assets`` of ``items`` onto ``grid`` (nearest neighbour, uint16 DN)."""
+    if not items:
+        raise DataError("no items to load", where="load", fix="search with wider dates or area")
+    _check_assets(items, assets)
+    configure_gdal()
+    if engine == "odc-stac":
+        ds = _load_odc(items, grid, assets, chunk, patch_url)
+    elif engine == "stackstac":
+        ds = _load_stackstac(items, grid, assets, chunk)
+    else:
+        raise ParamsError(f"unknown loader {engine!r}", where="load.engine",
+                          fix="use odc-stac or stackstac")
+    return _with_scene_coords(ds, items)
+
+
+def _check_assets(items: Sequence[Any], assets: Sequence[str]) -> None:
+    for it in items:
+        missing = [a for a in assets if a not in it.assets]
+        if missing:
+            raise DataError(f"asset(s) {missing} not in the item; it has "
+                            f"{sorted(it.assets)}", where=f"item {it.id}",
+                            fix="choose `bands` from the available assets")
+
+
+def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: int,
+              patch_url: Callable[[str], str] | None) -> xr.Dataset:
+    import odc.stac
+
+    ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
+                       resampling="nearest", dtype="uint16", chunks={"x": chunk, "y": chunk},
+                       patch_url=patch_url, preserve_original_order=True, fail_on_error=True)
+    return ds.drop_vars("spatial_ref", errors="ignore")
+
+
+def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],
+                    chunk: int) -> xr.Dataset:
+    from rasterio.enums import Resampling
+
+    from lcgee.errors import require
+
+    stackstac = require("stackstac", "stackstac")
+    arr = stackstac.stack(
+        list(items), assets=list(assets), epsg=grid.epsg, resolution=grid.resolution,
+        bounds=grid.bounds, chunksize=chunk, dtype=np.dtype("uint16"), fill_value=np.uint16(0),
+        rescale=False, resampling=Resampling.nearest, xy_coords="center", snap_bounds=False,
+        sortby_date=False)
+    if arr.shape[-2:] != grid.shape:
+        raise DataError(f"stackstac produced {arr.shape[-2:]} px for a {grid.shape} grid",
+                        where="load (stackstac)", fix="use load.engine: odc-stac")
+    arr = arr.assign_coords(y=grid.ys, x=grid.xs)
+    keep = {"time", "band", "y", "x"}
+    arr = arr.drop_vars([c for c in arr.coords if c not in keep])
+    ds = arr.to_dataset("band")
+    return ds
+
+
+def _with_scene_coords(ds: xr.Dataset, items: Sequence[Any]) -> xr.Dataset:
+    table = scene_table(items)
+    order = {it.id: i for i, it in enumerate(items)}
+    # odc-stac (groupby id, original order) and stackstac keep item order: align the table.
+    table = table.set_index("id").loc[[it.id for it in sorted(items, key=order.__getitem__)]]
+    if ds.sizes["time"] != len(table):
+        raise DataError(f"loader returned {ds.sizes['time']} time steps for {len(table)} items",
+                        where="load")
+    return ds.assign_coords(
+        id=("time", table.index.to_numpy()),
+        gee_index=("time", table["gee_index"].to_numpy()),
+        sun_azimuth=("time", table["sun_azimuth"].to_numpy(dtype="float64")),
+        sun_zenith=("time", table["sun_zenith"].to_numpy(dtype="float64")),
+        offset=("time", table["offset"].to_numpy(dtype=bool)),
+    )
+
+
+def harmonize(ds: xr.Dataset) -> xr.Dataset:
+    """DN on the ``S2_SR_HARMONIZED`` scale: optical bands minus 1000 where ``offset``.
+
+    0 stays nodata, results clip at 0, and SCL / probability layers are never changed.
+    """
+    out = {}
+    shift = xr.DataArray(np.where(ds["offset"].values, HARMONIZE_OFFSET, 0).astype("int32"),
+                         dims="time")
+    for name, var in ds.data_vars.items():
+        if name in NON_OPTICAL:
+            out[name] = var
+            continue
+        shifted = (var.astype("int32") - shift).clip(min=0).astype("uint16")
+        out[name] = xr.where(var == 0, np.uint16(0), shifted).astype("uint16")
+    return xr.Dataset(out, coords=ds.coords, attrs=ds.attrs)
+
+
+def reflectance(ds: xr.Dataset, bands: Sequence[str]) -> xr.DataArray:
+    """Harmonized surface reflectance, float32 ``(time, band, y, x)``, NaN where DN was 0."""
+    missing = [b for b in bands if b not in ds.data_vars]
+    if missing:
+        raise DataError(f"band(s) {missing} not loaded; loaded: {sorted(ds.data_vars)}",
+                        where="reflectance", fix="add them to `bands` in the params")
+    shift = xr.DataArray(np.where(ds["offset"].values, HARMONIZE_OFFSET, 0).astype("float32"),
+                         dims="time")
+    layers = []
+    for b in bands:
+        dn = ds[b]
+        value = ((dn.astype("float32") - shift).clip(min=0) / np.float32(10000)).astype("float32")
+        layers.append(value.where(dn != 0))
+    stack = xr.concat(layers, dim=xr.DataArray(list(bands), dims="band", name="band"))
+    return stack.transpose("time", "band", "y", "x").astype("float32")
