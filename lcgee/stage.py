@@ -49,6 +49,7 @@ class Stage:
     stac_url: str
     world: Any = None  #: the demo world (``lcgee.demo.world.World``) on demo runs
     _servers: list[Any] = field(default_factory=list, repr=False)
+    _client: Any = field(default=None, repr=False)
 
     @functools.cached_property
     def grid(self) -> Grid:
@@ -72,7 +73,26 @@ class Stage:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def dask_client(self) -> Any:
+        """A Dask client: the scheduler at ``dask.address``, or a local cluster per params."""
+        from distributed import Client, LocalCluster
+
+        if self._client is not None:
+            return self._client
+        cfg = self.params.dask
+        if cfg.address:
+            self._client = Client(cfg.address)
+        else:
+            cluster = LocalCluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker,
+                                   memory_limit=cfg.memory_limit, dashboard_address=None,
+                                   processes=cfg.n_workers > 1)
+            self._client = Client(cluster)
+        return self._client
+
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         for srv in self._servers:
             srv.stop()
         self._servers.clear()
