@@ -19,7 +19,8 @@ import pandas as pd
 from lcgee.errors import NoScenesError, StacError
 from lcgee.scenes import deduplicate, scene_table
 
-__all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints"]
+__all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
+           "fetch_items"]
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +125,29 @@ def footprints(items: Sequence[Any]) -> Any:
     from shapely.geometry import shape
 
     return [(it.id, shape(it.geometry)) for it in items]
+
+
+def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
+                required: bool = True) -> list[Any]:
+    """Items of ``collection`` by id, in the order of ``ids`` (fresh, so freshly signed).
+
+    Later stages keep only the scene table and fetch items again: URLs signed for Planetary
+    Computer expire, and the demo's loopback ports change between runs. With ``required``
+    a missing id is an error; otherwise missing ids are skipped.
+    """
+    ids = list(ids)
+    if not ids:
+        return []
+    try:
+        found = {it.id: it for it in client.search(collections=[collection], ids=ids,
+                                                   max_items=len(ids) * 2).items()}
+    except Exception as exc:  # noqa: BLE001 - network and API errors alike
+        raise StacError(f"fetching {len(ids)} item(s) failed ({type(exc).__name__}: {exc})",
+                        where=f"collection {collection}", fix="retry later") from exc
+    missing = [i for i in ids if i not in found]
+    if missing and required:
+        raise StacError(f"{len(missing)} item(s) are no longer in the catalog: "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+                        where=f"collection {collection}",
+                        fix="rerun the search stage (lcgee run ... --force)")
+    return [found[i] for i in ids if i in found]

@@ -1,0 +1,176 @@
+"""The cloud-mask stage: one mask per scene on the run's grid, from the configured source.
+
+Sources (``clouds.source``):
+
+* ``local`` — the s2cloudless tutorial's algorithm (:mod:`lcgee.clouds`) over a cloud
+  probability layer found in a STAC collection whose item ids are Earth Engine
+  ``system:index`` values (the demo world ships ``s2-cloud-probability``);
+* ``scl`` — Sen2Cor's scene classification;
+* ``gee`` — s2cloudless from Earth Engine (downloaded onto the grid; needs credentials).
+
+Scenes the primary source cannot serve use ``clouds.fallback``. Masks are written as one COG
+per scene under ``masks/`` (atomically, so an interrupted stage resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lcgee import clouds
+from lcgee.errors import DataError, EarthEngineError
+from lcgee.grid import Grid
+from lcgee.load import load_stack, reflectance
+from lcgee.params import CloudParams
+from lcgee.raster import read_cog, write_cog
+from lcgee.search import fetch_items
+
+__all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
+           "quality_table"]
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_COLLECTION = "s2-cloud-probability"
+
+
+def cloud_params(cfg: CloudParams) -> dict[str, Any]:
+    """The tutorial preset with the params' overrides applied."""
+    out = dict(clouds.PRESETS[cfg.preset])
+    out.pop("cloud_filter", None)
+    for name in ("cld_prb_thresh", "nir_drk_thresh", "cld_prj_dist", "buffer"):
+        value = getattr(cfg, name)
+        if value is not None:
+            out[name] = value
+    out["exact_buffer"] = cfg.exact_buffer
+    return out
+
+
+def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int,
+                     collection: str = PROBABILITY_COLLECTION) -> tuple[xr.DataArray, list[str]]:
+    """Cloud probability (0-100, float32, NaN nodata) for the items that have a layer.
+
+    Matches items to probability layers by Earth Engine ``system:index``. Returns the layer
+    stacked over the matched items and the ids of the items without one.
+    """
+    from lcgee.scenes import gee_index
+
+    keys = [gee_index(it) for it in items]
+    found = fetch_items(client, collection, keys, required=False)
+    have = {it.id for it in found}
+    missing = [it.id for it, k in zip(items, keys) if k not in have]
+    if not found:
+        return xr.DataArray(np.empty((0,) + grid.shape, "float32"), dims=("time", "y", "x")), missing
+    ds = load_stack(found, grid, ["probability"], chunk=chunk)
+    prob = ds["probability"]
+    prob = prob.where(prob <= 100).astype("float32")
+    return prob, missing
+
+
+def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
+                  client: Any, chunk: int, engine: str) -> tuple[xr.DataArray | None, list[Any]]:
+    """Masks from one source for as many items as it can serve; returns (masks, left over)."""
+    if source == "scl":
+        ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
+        return clouds.scl_masks(ds["SCL"]).assign_coords(id=ds["id"]), []
+    if source == "local":
+        prob, missing = load_probability(client, items, grid, chunk=chunk)
+        served = [it for it in items if it.id not in set(missing)]
+        if not served:
+            return None, list(items)
+        ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk)
+        nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
+        prob = prob.assign_coords(time=nir["time"].values)
+        masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
+                                   resolution=grid.resolution, **cloud_params(cfg))
+        return masks.assign_coords(id=ds["id"]), [it for it in items if it.id in set(missing)]
+    if source == "gee":
+        raise EarthEngineError("the Earth Engine cloud source is not available in this version",
+                               where="clouds.source",
+                               fix="use clouds.source: local or scl (fallback: scl)")
+    raise DataError(f"unknown cloud source {source!r}", where="clouds.source")
+
+
+def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+                chunk: int = 1024, engine: str = "odc-stac") -> list[tuple[str, str, xr.DataArray]]:
+    """``(item id, source, mask)`` per item; the primary source first, then the fallback."""
+    out: list[tuple[str, str, xr.DataArray]] = []
+    todo = list(items)
+    for source in (cfg.source, cfg.fallback):
+        if not todo or source == "none":
+            break
+        try:
+            masks, todo = _source_masks(source, todo, grid, cfg, client=client, chunk=chunk,
+                                        engine=engine)
+        except EarthEngineError:
+            if source == cfg.fallback or cfg.fallback == "none":
+                raise
+            log.warning("cloud source %s unavailable; using %s", source, cfg.fallback)
+            continue
+        if masks is not None:
+            out += [(str(m["id"].item()), source, m) for m in masks.transpose("time", ...)]
+    if todo:
+        raise DataError(f"{len(todo)} scene(s) have no cloud mask from {cfg.source!r} or the "
+                        f"fallback {cfg.fallback!r}: {', '.join(it.id for it in todo[:5])}",
+                        where="clouds", fix="set clouds.fallback: scl")
+    order = {it.id: i for i, it in enumerate(items)}
+    return sorted(out, key=lambda t: order[t[0]])
+
+
+def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, directory: Path,
+                *, progress: bool = True) -> list[Path]:
+    """One COG per scene (``<id>.tif``); existing files are kept (a rerun resumes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    iterator: Any = masks
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(masks, desc="cloud masks", unit="scene")
+    for item_id, source, mask in iterator:
+        path = directory / f"{item_id}.tif"
+        if not path.exists():
+            write_cog(path, mask.values.astype("uint8"), grid, nodata=int(clouds.NODATA),
+                      band_names=["cloud_mask"], tags={"source": source,
+                                                       "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
+        paths.append(path)
+    return paths
+
+
+def read_masks(directory: Path, ids: Sequence[str], *, chunk: int = 1024) -> xr.DataArray:
+    """The masks of ``ids`` as a lazy uint8 ``(time, y, x)`` array (time = position in ids)."""
+    missing = [i for i in ids if not (directory / f"{i}.tif").is_file()]
+    if missing:
+        raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
+                        where=str(directory), fix="run the 02_clouds stage first")
+    layers = [read_cog(directory / f"{i}.tif", chunks=chunk).isel(band=0, drop=True)
+              for i in ids]
+    return xr.concat(layers, dim="time").assign_coords(id=("time", list(ids)))
+
+
+def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]
+                  ) -> pd.DataFrame:
+    """Cloud and shadow precision / recall / balanced accuracy of each source vs the truth.
+
+    ``masks_by_source`` maps a source name to ``{item id: mask array on grid}``; truth comes
+    from the demo world (pooled over all scenes).
+    """
+    row0, col0 = grid.offset_in(world.grid)
+    window = (slice(row0, row0 + grid.height), slice(col0, col0 + grid.width))
+    rows = []
+    for source, masks in masks_by_source.items():
+        preds, tc, ts = [], [], []
+        for item_id, mask in masks.items():
+            preds.append(mask)
+            tc.append(world.truth_cloud(item_id)[window])
+            ts.append(world.truth_shadow(item_id)[window])
+        q = clouds.mask_quality(np.stack(preds), np.stack(tc), np.stack(ts))
+        for kind in ("cloud", "shadow", "cloud_or_shadow"):
+            rows.append({"source": source, "kind": kind,
+                         **{k: q[kind][k] for k in ("precision", "recall", "balanced_accuracy")}})
+    return pd.DataFrame(rows)
