@@ -32,7 +32,7 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table"]
+           "quality_table", "compare_with_truth"]
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +174,22 @@ def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, n
             rows.append({"source": source, "kind": kind,
                          **{k: q[kind][k] for k in ("precision", "recall", "balanced_accuracy")}})
     return pd.DataFrame(rows)
+
+
+def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
+                       client: Any, chunk: int = 1024,
+                       have: Sequence[tuple[str, str, xr.DataArray]] = ()) -> pd.DataFrame:
+    """:func:`quality_table` of the ``local`` and ``scl`` sources on the demo world.
+
+    Masks already computed (``have``, from the run's own source) are reused.
+    """
+    by_source: dict[str, dict[str, np.ndarray]] = {}
+    for source in ("local", "scl"):
+        reuse = {i: m.values for i, s, m in have if s == source}
+        if len(reuse) == len(items):
+            by_source[source] = reuse
+            continue
+        one = cfg.model_copy(update={"source": source, "fallback": "none"})
+        by_source[source] = {i: m.values for i, _, m in scene_masks(items, grid, one,
+                                                                    client=client, chunk=chunk)}
+    return quality_table(world, grid, by_source)

@@ -13,7 +13,9 @@ import numpy as np
 from lcgee.grid import Grid
 from lcgee.labels import WORLDCOVER
 
-__all__ = ["class_map", "regions_figure", "stretch"]
+__all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
+           "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
+           "composite_figure", "monthly_panel"]
 
 _ROLE_COLOURS = {"train": "#ffffff", "predict": "#00ffff"}
 
@@ -88,3 +90,115 @@ def stretch(rgb: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
         lo, hi = np.percentile(finite, [low, high])
         out[..., i] = np.clip((band - lo) / max(hi - lo, 1e-12), 0, 1)
     return out
+
+
+def footprints_figure(footprints: list[tuple[str, Any]], aoi_bbox: tuple[float, ...],
+                      title: str = "Scene footprints") -> Any:
+    """Scene footprints (lon/lat) over the AOI's bounding box."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for _, geom in footprints:
+        polys = getattr(geom, "geoms", [geom])
+        for poly in polys:
+            x, y = poly.exterior.xy
+            ax.fill(x, y, alpha=0.08, color="tab:blue")
+            ax.plot(x, y, lw=0.8, color="tab:blue")
+    w, s, e, n = aoi_bbox
+    ax.add_patch(Rectangle((w, s), e - w, n - s, fill=False, lw=2, ec="red", label="AOI"))
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(f"{title} ({len(footprints)} scenes)")
+    ax.legend(loc="lower right")
+    ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    return fig
+
+
+def image_panel(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
+                size: float = 2.4, suptitle: str | None = None,
+                overlays: list[np.ndarray] | None = None) -> Any:
+    """A grid of RGB images (already 0-1), optionally with mask overlays (codes 1, 2)."""
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(images))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, min(ncols, n), figsize=(size * min(ncols, n), size * nrows),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (img, title) in enumerate(zip(images, titles)):
+        ax = axes.ravel()[i]
+        ax.imshow(np.nan_to_num(img, nan=0.0), interpolation="nearest")
+        if overlays is not None:
+            ax.imshow(mask_rgba(overlays[i]), interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+#: Overlay colours of mask codes: cloud, shadow, nodata.
+MASK_COLOURS = {1: (1.0, 0.9, 0.0, 0.55), 2: (0.9, 0.0, 0.9, 0.6), 255: (0.3, 0.3, 0.3, 0.6)}
+
+
+def mask_rgba(mask: np.ndarray) -> np.ndarray:
+    """An RGBA overlay of a cloud mask: clouds yellow, shadows magenta, nodata grey."""
+    out = np.zeros(mask.shape + (4,), dtype="float32")
+    for code, colour in MASK_COLOURS.items():
+        out[mask == code] = colour
+    return out
+
+
+def true_colour(stack: Any) -> np.ndarray:
+    """``(..., band, y, x)`` reflectance with B04, B03, B02 -> a 2-98 % stretched RGB array."""
+    rgb = np.moveaxis(np.asarray(stack.sel(band=["B04", "B03", "B02"]).values), -3, -1)
+    return stretch(rgb)
+
+
+def acquisitions_figure(table: Any) -> Any:
+    """Scene cloud cover over time, coloured by processing baseline."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    for offset, colour, label in ((False, "tab:blue", "baseline < 04.00"),
+                                  (True, "tab:orange", "baseline >= 04.00 (+1000 DN)")):
+        sel = table[table["offset"] == offset]
+        ax.bar(sel["datetime"], sel["cloud_cover"], width=3, color=colour, label=label)
+    ax.set_ylabel("eo:cloud_cover (%)")
+    ax.set_title("Acquisitions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def composite_figure(features: Any, count: Any, title: str = "Composite") -> Any:
+    """True colour, valid-observation count and NDVI (if present) side by side."""
+    import matplotlib.pyplot as plt
+
+    names = [str(b) for b in features["band"].values]
+    panels = 3 if "NDVI" in names else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.6))
+    rgb = stretch(np.moveaxis(features.sel(band=["B04", "B03", "B02"]).values, 0, -1))
+    axes[0].imshow(np.nan_to_num(rgb, nan=0.0))
+    axes[0].set_title(f"{title}: true colour")
+    im = axes[1].imshow(count.values, cmap="viridis")
+    fig.colorbar(im, ax=axes[1], shrink=0.8, label="valid observations")
+    axes[1].set_title("count")
+    if panels == 3:
+        im = axes[2].imshow(features.sel(band="NDVI").values, cmap="RdYlGn", vmin=-0.5, vmax=1)
+        fig.colorbar(im, ax=axes[2], shrink=0.8)
+        axes[2].set_title("NDVI")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def monthly_panel(monthly: Any) -> Any:
+    """One true-colour image per month of a ``(month, band, y, x)`` composite."""
+    rgb = stretch(np.moveaxis(monthly.sel(band=["B04", "B03", "B02"]).values, 1, -1))
+    titles = [f"{np.datetime_as_string(m, unit='M')}" for m in monthly["month"].values]
+    return image_panel(list(rgb), titles, suptitle="Monthly medians (true colour)")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from lcgee._io import atomic_path
+from lcgee.files import atomic_path
 from lcgee.grid import Grid
 
 __all__ = ["write_cog", "read_cog"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from lcgee import _io
+from lcgee import files as _io
 from lcgee.errors import StageError
 from lcgee.params import Params, load_params
 from lcgee.secrets import redact, secret_values

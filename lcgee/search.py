@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,7 +21,7 @@ from lcgee.errors import NoScenesError, StacError
 from lcgee.scenes import deduplicate, scene_table
 
 __all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
-           "fetch_items"]
+           "fetch_items", "save_scenes"]
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +152,14 @@ def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
                         where=f"collection {collection}",
                         fix="rerun the search stage (lcgee run ... --force)")
     return [found[i] for i in ids if i in found]
+
+
+def save_scenes(result: SearchResult, path: Path) -> Path:
+    """The scene table as Parquet (atomically), with the dropped duplicates beside it."""
+    from lcgee.files import atomic_path, write_json
+
+    with atomic_path(path) as tmp:
+        result.table.to_parquet(tmp, index=False)
+    write_json(path.with_name("duplicates.json"),
+               [{"id": d.id, "reason": "reprocessed copy of a kept granule"} for d in result.dropped])
+    return path

@@ -1,0 +1,101 @@
+"""The composite stage: masked reflectance -> composite -> feature stack (bands + indices).
+
+The feature stack is what training reads and what Earth Engine recomputes server-side: the
+composite's bands, then the spectral indices from :mod:`lcgee.indices`, in the order
+:func:`lcgee.indices.feature_names` gives. It is written as ``features.tif`` (float32, band
+names as descriptions, NaN where no observation was valid) beside ``count.tif``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lcgee import clouds, composite, indices
+from lcgee.grid import Grid
+from lcgee.load import load_stack, reflectance
+from lcgee.masks import load_probability, read_masks
+from lcgee.params import Params
+from lcgee.raster import read_cog, write_cog
+
+__all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features"]
+
+
+@dataclass
+class CompositeResult:
+    """What the composite stage produces (lazy arrays until written)."""
+
+    features: xr.DataArray  #: (band, y, x) float32: composite bands then indices
+    count: xr.DataArray  #: (y, x) uint16 valid observations
+    monthly: xr.DataArray | None  #: (month, band, y, x) when composite.method is monthly
+    method: str
+
+
+def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params,
+           client: Any, stack: xr.DataArray) -> xr.DataArray:
+    """Per-observation score for best-pixel: cloud probability, else scene cloud cover."""
+    if params.clouds.source == "local":
+        prob, missing = load_probability(client, items, grid, chunk=params.load.chunk)
+        if not missing:
+            return prob.assign_coords(time=stack["time"].values).fillna(100.0)
+    cover = table.set_index("id").loc[[it.id for it in items], "cloud_cover"].to_numpy("float32")
+    return xr.DataArray(cover, dims="time", coords={"time": stack["time"].values}).broadcast_like(
+        stack.isel(band=0, drop=True)).chunk({"y": params.load.chunk, "x": params.load.chunk})
+
+
+def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params, *,
+                    client: Any, masks_dir: Path) -> CompositeResult:
+    """Load, mask, composite and add indices for ``items`` on ``grid``."""
+    bands = list(params.features.bands)
+    ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk)
+    stack = reflectance(ds, bands)
+    mask = read_masks(masks_dir, [it.id for it in items], chunk=params.load.chunk)
+    mask = mask.assign_coords(time=stack["time"].values, y=stack["y"], x=stack["x"])
+    stack = clouds.apply_mask(stack, mask)
+    method = params.composite.method
+    score = _score(items, table, grid, params, client, stack) if method == "best" else None
+    result = composite.composite(stack, method, score=score)
+    comp = result["composite"]
+    if method == "monthly":
+        monthly = comp
+        flat = _flatten_months(monthly, params.features.indices)
+        count = result["count"].sum("month").astype("uint16")
+        return CompositeResult(features=flat, count=count, monthly=monthly, method=method)
+    feats = indices.compute_indices(comp, list(params.features.indices))
+    return CompositeResult(features=feats.astype("float32"), count=result["count"],
+                           monthly=None, method=method)
+
+
+def _flatten_months(monthly: xr.DataArray, names: Sequence[str]) -> xr.DataArray:
+    layers = []
+    for m in monthly["month"].values:
+        one = indices.compute_indices(monthly.sel(month=m, drop=True), list(names))
+        prefix = f"m{pd.Timestamp(m):%Y%m}_"
+        layers.append(one.assign_coords(band=[prefix + str(b) for b in one["band"].values]))
+    return xr.concat(layers, dim="band").astype("float32")
+
+
+def write_outputs(result: CompositeResult, grid: Grid, run_dir: Path) -> dict[str, Path]:
+    """``features.tif`` and ``count.tif`` (plus ``monthly.tif`` for monthly) in ``run_dir``."""
+    feats = result.features.compute()
+    count = result.count.compute()
+    out = {
+        "features": write_cog(run_dir / "features.tif", feats.values, grid, nodata=np.nan,
+                              band_names=[str(b) for b in feats["band"].values],
+                              tags={"composite_method": result.method}),
+        "count": write_cog(run_dir / "count.tif", count.values.astype("uint16"), grid,
+                           band_names=["count"]),
+    }
+    result.features, result.count = feats, count
+    return out
+
+
+def read_features(run_dir: Path, *, chunks: int | None = 1024) -> xr.DataArray:
+    """The feature stack written by :func:`write_outputs`, lazily, with band names."""
+    return read_cog(run_dir / "features.tif", chunks=chunks)
