@@ -9,7 +9,7 @@ import rasterio
 
 from lcgee.grid import Grid
 
-__all__ = ["write_cog", "overview_count", "BLOCKSIZE"]
+__all__ = ["BLOCKSIZE", "overview_count", "write_cog"]
 
 BLOCKSIZE = 512
 

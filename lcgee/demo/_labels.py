@@ -59,7 +59,7 @@ def derive_labels(truth: np.ndarray, subclass: np.ndarray, seed: int,
     score[water & near_shore] += 0.9  # only shore water becomes wetland
     score[subclass == 41] += 0.1  # paddies: crop vs wetland/grass
 
-    need = int(round((blur_agreement - target) * truth.size))
+    need = round((blur_agreement - target) * truth.size)
     eligible = np.flatnonzero((label == truth).ravel())
     if need > 0 and eligible.size:
         order = np.argsort(-score.ravel()[eligible], kind="stable")[: min(need, eligible.size)]

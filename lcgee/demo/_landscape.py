@@ -23,16 +23,20 @@ from lcgee.demo._noise import (
     to_uniform,
 )
 
-__all__ = ["Landscape", "build_landscape", "STATIC_NAMES"]
+__all__ = ["STATIC_NAMES", "Landscape", "build_landscape"]
 
 STATIC_NAMES = ("elevation", "subclass", "brightness", "vigor", "turbidity", "phase")
 
 # rivers: mouth x, source (y, x), half-width (px) at mouth and source, valley width, depth
-_RIVERS = {
-    "main": dict(x_mouth=0.33, source=(1.02, 0.56), hw=(3.6, 1.2), valley=0.11, depth=0.97),
-    "trib": dict(join_y=0.80, source=(1.02, 0.76), hw=(1.6, 0.7), valley=0.06, depth=0.9),
-    "west": dict(x_mouth=0.15, source=(0.70, 0.09), hw=(2.4, 0.8), valley=0.045, depth=0.85),
-    "east": dict(x_mouth=0.79, source=(0.72, 0.93), hw=(2.6, 0.8), valley=0.05, depth=0.88),
+_RIVERS: dict[str, dict] = {
+    "main": {"x_mouth": 0.33, "source": (1.02, 0.56), "hw": (3.6, 1.2), "valley": 0.11,
+             "depth": 0.97},
+    "trib": {"join_y": 0.80, "source": (1.02, 0.76), "hw": (1.6, 0.7), "valley": 0.06,
+             "depth": 0.9},
+    "west": {"x_mouth": 0.15, "source": (0.70, 0.09), "hw": (2.4, 0.8), "valley": 0.045,
+             "depth": 0.85},
+    "east": {"x_mouth": 0.79, "source": (0.72, 0.93), "hw": (2.6, 0.8), "valley": 0.05,
+             "depth": 0.88},
 }
 
 
@@ -276,8 +280,8 @@ def _paint_roads(cv: _Canvas, coast: np.ndarray, rivers: dict[str, dict]) -> Non
         cv.sub[(dist <= 0.5) & ~cv.sea] = 53
 
 
-def _paint_coast(cv: _Canvas, rivers: dict[str, dict]) -> np.ndarray:
-    """Beach sand, coastal pine belts and reed marsh at the river mouths; returns sea distance."""
+def _paint_coast(cv: _Canvas, rivers: dict[str, dict]) -> None:
+    """Beach sand, coastal pine belts and reed marsh at the river mouths."""
     d_sea = ndimage.distance_transform_edt(~cv.sea).astype(np.float32)
     land = ~cv.sea
     soft = (cv.sub != 51) & (cv.sub != 53)
@@ -290,7 +294,6 @@ def _paint_coast(cv: _Canvas, rivers: dict[str, dict]) -> np.ndarray:
         my, mx = rivers[name]["mouth"]
         marsh = _blob(cv.sub.shape, (cv.px(my) + 4, cv.px(mx)), cv.px(radius), wob)
         cv.sub[marsh & land & (cv.elev < 20)] = 91
-    return d_sea
 
 
 def _paint_water(cv: _Canvas, rivers: dict[str, dict]) -> None:

@@ -6,16 +6,16 @@ import numpy as np
 from scipy import fft, ndimage, special
 
 __all__ = [
-    "fractal_noise",
-    "smooth_noise",
-    "fractal_1d",
-    "to_uniform",
-    "block_mean",
     "block_all",
-    "upsample_bilinear",
-    "smoothstep",
-    "select_fraction",
+    "block_mean",
+    "fractal_1d",
+    "fractal_noise",
     "rasterize_polyline",
+    "select_fraction",
+    "smooth_noise",
+    "smoothstep",
+    "to_uniform",
+    "upsample_bilinear",
 ]
 
 
@@ -107,7 +107,7 @@ def select_fraction(mask: np.ndarray, score: np.ndarray, fraction: float,
     """
     out = np.zeros(mask.shape, bool)
     idx = np.flatnonzero(mask)
-    n = int(round(fraction * idx.size))
+    n = round(fraction * idx.size)
     if n <= 0:
         return out
     values = score.ravel()[idx]

@@ -8,7 +8,7 @@ atmosphere's clouds, so clear pixels of a harmonized scene equal it bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from lcgee.demo._spectra import (
 )
 from lcgee.grid import Grid
 
-__all__ = ["WorldContext", "context", "render_scene", "clean_band_dn", "native_grid"]
+__all__ = ["WorldContext", "clean_band_dn", "context", "native_grid", "render_scene"]
 
 _RNG_SKY, _RNG_SCL, _RNG_PROB, _RNG_BAND = 1, 3, 4, 100
 _NOISE_SIGMA = {10: 0.004, 20: 0.003, 60: 0.002}
@@ -46,6 +46,8 @@ class WorldContext:
     grid: Grid
     land: Landscape
     landcover: np.ndarray
+    #: the surface of the last scene asked by :func:`clean_band_dn` (one entry at most)
+    last_surface: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 _CONTEXTS: dict[str, WorldContext] = {}
@@ -68,11 +70,21 @@ def native_grid(grid: Grid, band: str) -> Grid:
 
 
 def _surface(ctx: WorldContext, scene: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Endmember weights and gain of a scene's clean surface (``(N, 8)`` and ``(N,)``)."""
     land = ctx.land
     weights = surface_weights(land.subclass, land.phase, land.vigor, land.turbidity, scene["doy"])
     gain = terrain_gain(land.elevation, land.brightness, ctx.grid.resolution,
                         scene["sun_azimuth"], scene["sun_zenith"])
     return weights, gain
+
+
+def _cached_surface(ctx: WorldContext, scene: dict) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_surface` of the last scene asked (reading several bands of one scene is cheap)."""
+    key = (scene["index"], scene["doy"], scene["sun_azimuth"], scene["sun_zenith"])
+    if key not in ctx.last_surface:
+        ctx.last_surface.clear()
+        ctx.last_surface[key] = _surface(ctx, scene)
+    return ctx.last_surface[key]
 
 
 def _to_dn(refl: np.ndarray, ctx: WorldContext, scene: dict, b: int, valid: np.ndarray,
@@ -95,7 +107,7 @@ def clean_band_dn(ctx: WorldContext, scene: dict, band: str) -> np.ndarray:
     """Harmonized DN of ``band`` at native resolution without clouds, haze or shadows."""
     b = BANDS.index(band)
     f = S2_BANDS[band] // int(ctx.grid.resolution)
-    weights, gain = _surface(ctx, scene)
+    weights, gain = _cached_surface(ctx, scene)
     clean = band_reflectance(weights, gain, b, ctx.grid.shape)
     valid = block_all(valid_mask(scene["nodata"], ctx.grid.height), f)
     return _to_dn(block_mean(clean, f), ctx, scene, b, valid, 0)

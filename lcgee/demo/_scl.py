@@ -27,7 +27,7 @@ from lcgee.demo._common import (
 )
 from lcgee.demo._noise import block_all, block_mean, select_fraction, smooth_noise
 
-__all__ = ["truth_sets_20m", "scene_classification", "SCL_COUNT_KEYS"]
+__all__ = ["SCL_COUNT_KEYS", "scene_classification", "truth_sets_20m"]
 
 SCL_COUNT_KEYS = ("cloud", "cloud_detected", "haze", "haze_detected", "shadow", "shadow_as_3",
                   "shadow_as_6", "water", "water_as_3", "clear", "clear_as_cloud")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from scipy import fft, ndimage
@@ -18,8 +18,15 @@ from lcgee.demo._noise import (
     upsample_bilinear,
 )
 
-__all__ = ["solar_position", "acquisition_plan", "Sky", "render_sky", "cloud_probability",
-           "valid_mask", "scene_rng"]
+__all__ = [
+    "Sky",
+    "acquisition_plan",
+    "cloud_probability",
+    "render_sky",
+    "scene_rng",
+    "solar_position",
+    "valid_mask",
+]
 
 _ANCHOR = date(2021, 6, 15)  # a Sentinel-2A pass over the tile (relative orbit 46)
 _ORBIT_ANCHOR = {"A": 31234, "B": 22377}  # absolute orbits at the anchor / anchor + 5 days
@@ -86,7 +93,7 @@ def acquisition_plan(seed: int, n: int, start: date, end: date, centre: tuple[fl
         day = _ANCHOR + timedelta(days=5 * k)
         unit = "A" if k % 2 == 0 else "B"
         cycles = (k - (0 if unit == "A" else 1)) // 2
-        take = datetime(day.year, day.month, day.day, 2, 4, 41, tzinfo=timezone.utc)
+        take = datetime(day.year, day.month, day.day, 2, 4, 41, tzinfo=UTC)
         take += timedelta(seconds=int(rng.integers(0, 21)))
         strip_start = take + timedelta(seconds=int(rng.integers(300, 901)))
         generated = take + timedelta(days=1, seconds=int(rng.integers(6 * 3600, 16 * 3600)))
@@ -157,12 +164,12 @@ class Sky:
 
 
 def _layer(rng: np.random.Generator, shape: tuple[int, int], cover: float, beta: float,
-           soft: float, floor: float) -> np.ndarray:
-    """Thresholded fractal noise covering about ``cover`` of the grid, soft at the edges."""
+           soft: float, floor: float, window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Thresholded fractal noise covering about ``cover`` of ``window``, soft at the edges."""
     if cover <= 0:
         return np.zeros(shape, np.float32)
     field = fractal_noise(rng, shape, beta)
-    thr = np.quantile(field, 1.0 - cover)
+    thr = np.quantile(field[window] if window else field, 1.0 - cover)
     alpha = np.clip((field - thr) / soft, 0.0, 1.0) ** 0.6
     alpha[alpha < floor] = 0.0
     return alpha.astype(np.float32)
@@ -185,7 +192,7 @@ def shadow_offset(height_m: float, sun_azimuth: float, sun_zenith: float,
     dist = height_m * math.tan(math.radians(sun_zenith))
     toward = math.radians(sun_azimuth + 180.0)
     east, north = dist * math.sin(toward), dist * math.cos(toward)
-    return int(round(-north / res)), int(round(east / res))
+    return round(-north / res), round(east / res)
 
 
 def render_sky(rng: np.random.Generator, shape: tuple[int, int], scene: dict, res: float) -> Sky:
@@ -199,7 +206,7 @@ def render_sky(rng: np.random.Generator, shape: tuple[int, int], scene: dict, re
     big = (fft.next_fast_len(shape[0] + abs(dr)), fft.next_fast_len(shape[1] + abs(dc)))
     window = (slice(top, top + shape[0]), slice(left, left + shape[1]))
     beta = float(rng.uniform(2.9, 3.6))
-    alpha_big = _layer(rng, big, scene["cloud_cover_target"], beta, 0.5, 0.02)
+    alpha_big = _layer(rng, big, scene["cloud_cover_target"], beta, 0.5, 0.02, window)
     alpha_h = 0.32 * _layer(rng, shape, scene["haze_cover_target"], 3.0, 0.8, 0.03)
     labels, n = ndimage.label(alpha_big > 0, structure=np.ones((3, 3), bool))
     heights = rng.integers(_MIN_HEIGHT_HM, _MAX_HEIGHT_HM + 1, size=n + 1).astype(np.uint8)

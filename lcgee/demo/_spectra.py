@@ -14,8 +14,17 @@ import numpy as np
 
 from lcgee.demo._common import S2_BANDS, SUBCLASSES
 
-__all__ = ["BANDS", "ENDMEMBERS", "CLOUD_SPECTRUM", "HAZE_SPECTRUM", "SHADOW_EXPONENT",
-           "phenology_table", "surface_weights", "band_reflectance", "terrain_gain"]
+__all__ = [
+    "BANDS",
+    "CLOUD_SPECTRUM",
+    "ENDMEMBERS",
+    "HAZE_SPECTRUM",
+    "SHADOW_EXPONENT",
+    "band_reflectance",
+    "phenology_table",
+    "surface_weights",
+    "terrain_gain",
+]
 
 BANDS = tuple(S2_BANDS)
 
@@ -72,9 +81,9 @@ _SEASONAL = {
          _k(230, gv=0.82, npv=0.05, soil=0.05), _k(320, gv=0.65, npv=0.2, soil=0.1)],
     # rice: fallow, flooded mid-May to June (water-like), green in summer, harvest in October
     41: [_k(1, gv=0.05, npv=0.35, soil=0.55), _k(100, gv=0.15, npv=0.2, soil=0.6),
-         _k(128, gv=0.05, npv=0.1, soil=0.7), _k(136, gv=0.03, soil=0.2, water=0.75),
-         _k(165, gv=0.2, soil=0.1, water=0.65), _k(185, gv=0.55, soil=0.05, water=0.3),
-         _k(210, gv=0.85, water=0.05), _k(250, gv=0.88, npv=0.04), _k(268, gv=0.5, npv=0.4),
+         _k(125, gv=0.05, npv=0.1, soil=0.7), _k(132, gv=0.02, soil=0.1, water=0.85),
+         _k(160, gv=0.12, soil=0.05, water=0.8), _k(180, gv=0.45, water=0.45),
+         _k(205, gv=0.8, water=0.1), _k(250, gv=0.88, npv=0.04), _k(268, gv=0.5, npv=0.4),
          _k(282, gv=0.1, npv=0.5, soil=0.4), _k(320, gv=0.05, npv=0.4, soil=0.55)],
     # dry fields: winter barley/wheat (harvest late May), bare soil, summer soybean, harvest
     42: [_k(1, gv=0.35, npv=0.1, soil=0.5), _k(60, gv=0.55, npv=0.05, soil=0.35),

@@ -17,8 +17,16 @@ from lcgee.demo._common import (
 )
 from lcgee.grid import Grid
 
-__all__ = ["scene_ids", "s2_item", "probability_item", "worldcover_item", "collection",
-           "item_collection", "WORLDCOVER_ITEM_ID", "COG_TYPE"]
+__all__ = [
+    "COG_TYPE",
+    "WORLDCOVER_ITEM_ID",
+    "collection",
+    "item_collection",
+    "probability_item",
+    "s2_item",
+    "scene_ids",
+    "worldcover_item",
+]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 WORLDCOVER_ITEM_ID = "ESA_WorldCover_10m_2021_v200_N33E129"
@@ -93,6 +101,11 @@ def _band_asset(item_id: str, band: str, grid: Grid) -> dict:
     }
 
 
+def _links() -> list[dict]:
+    """An item's link to its collection (required by STAC when ``collection`` is set)."""
+    return [{"rel": "collection", "href": "./collection.json", "type": "application/json"}]
+
+
 def _reflectance_factor(doy: int) -> float:
     return 1.0 / (1.0 - 0.01672 * math.cos(math.radians(0.9856 * (doy - 4)))) ** 2
 
@@ -132,7 +145,7 @@ def s2_item(scene: dict, ids: dict[str, str], generated: datetime, grid: Grid, s
         "type": "Feature", "stac_version": "1.0.0",
         "stac_extensions": [_EXT["eo"], _EXT["sat"], _EXT["proj"], _EXT["raster"]],
         "id": item_id, "collection": "sentinel-2-l2a", "geometry": geometry, "bbox": bbox,
-        "properties": props, "links": [], "assets": assets,
+        "properties": props, "links": _links(), "assets": assets,
     }
 
 
@@ -146,7 +159,7 @@ def probability_item(scene: dict, ids: dict[str, str], grid: Grid) -> dict:
         "id": sid, "collection": "s2-cloud-probability", "geometry": geometry, "bbox": bbox,
         "properties": {"datetime": _iso(scene["datatake_start"]), "platform": scene["platform"],
                        "s2:mgrs_tile": MGRS_TILE, "proj:epsg": grid.epsg, "proj:code": grid.crs},
-        "links": [],
+        "links": _links(),
         "assets": {"probability": {
             "href": f"cogs/{sid}/probability.tif", "type": COG_TYPE, "roles": ["data"],
             "title": "s2cloudless cloud probability (%)", "gsd": 10.0, **_proj(grid),
@@ -174,7 +187,7 @@ def worldcover_item(grid: Grid) -> dict:
             "esa_worldcover:product_version": "2.0.0", "esa_worldcover:product_tile": "N33E129",
             "proj:epsg": grid.epsg, "proj:code": grid.crs,
         },
-        "links": [],
+        "links": _links(),
         "assets": {"map": {
             "href": f"cogs/{WORLDCOVER_ITEM_ID}/map.tif", "type": COG_TYPE, "roles": ["data"],
             "title": "Land Cover Classes", "classification:classes": classes, **_proj(grid),
