@@ -247,8 +247,9 @@ def s2cloudless_mask(
             them to the image corner.
 
     Returns:
-        ``uint8`` codes: CLOUD = ``dilate(erode(clouds))``, SHADOW = the rest of
-        ``dilate(erode(clouds | shadows))`` (so CLOUD | SHADOW is the tutorial's mask), NODATA
+        ``uint8`` codes: CLOUD = ``dilate(erode(clouds))`` except raw shadow pixels, SHADOW =
+        the rest of ``dilate(erode(clouds | shadows))`` (so CLOUD | SHADOW is the tutorial's
+        mask), NODATA
         where NIR or probability is missing, CLEAR elsewhere.
     """
     prob, nir, scl = _check_scene(probability, nir, scl)
@@ -266,7 +267,8 @@ def s2cloudless_mask(
     union = _open_and_buffer(sampler.down(clouds | shadows, outside=False), ignore, radius)
     out = np.full(clouds.shape, CLEAR, dtype=np.uint8)
     out[sampler.up(union)] = SHADOW
-    out[sampler.up(cloud_final)] = CLOUD
+    # Dark projected pixels keep the shadow code even inside a cloud's buffer.
+    out[sampler.up(cloud_final) & ~(shadows & ~clouds)] = CLOUD
     out[nodata] = NODATA
     return out
 

@@ -58,8 +58,13 @@ def configure_gdal(**overrides: str) -> None:
 
 def load_stack(items: Sequence[Any], grid: Grid, assets: Sequence[str], *,
                engine: str = "odc-stac", chunk: int = 1024,
-               patch_url: Callable[[str], str] | None = None) -> xr.Dataset:
-    """Lazily load ``assets`` of ``items`` onto ``grid`` (nearest neighbour, uint16 DN)."""
+               patch_url: Callable[[str], str] | None = None,
+               scene_coords: bool = True) -> xr.Dataset:
+    """Lazily load ``assets`` of ``items`` onto ``grid`` (nearest neighbour, uint16 DN).
+
+    ``scene_coords`` adds the Sentinel-2 per-scene coordinates (sun angles, offset, Earth
+    Engine index); turn it off for other collections (probability layers), which get ``id``.
+    """
     if not items:
         raise DataError("no items to load", where="load", fix="search with wider dates or area")
     _check_assets(items, assets)
@@ -71,6 +76,8 @@ def load_stack(items: Sequence[Any], grid: Grid, assets: Sequence[str], *,
     else:
         raise ParamsError(f"unknown loader {engine!r}", where="load.engine",
                           fix="use odc-stac or stackstac")
+    if not scene_coords:
+        return ds.assign_coords(id=("time", [it.id for it in items]))
     return _with_scene_coords(ds, items)
 
 
@@ -117,9 +124,8 @@ def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],
 
 def _with_scene_coords(ds: xr.Dataset, items: Sequence[Any]) -> xr.Dataset:
     table = scene_table(items)
-    order = {it.id: i for i, it in enumerate(items)}
     # odc-stac (groupby id, original order) and stackstac keep item order: align the table.
-    table = table.set_index("id").loc[[it.id for it in sorted(items, key=order.__getitem__)]]
+    table = table.set_index("id").loc[[it.id for it in items]]
     if ds.sizes["time"] != len(table):
         raise DataError(f"loader returned {ds.sizes['time']} time steps for {len(table)} items",
                         where="load")

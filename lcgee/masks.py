@@ -66,7 +66,7 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     missing = [it.id for it, k in zip(items, keys) if k not in have]
     if not found:
         return xr.DataArray(np.empty((0,) + grid.shape, "float32"), dims=("time", "y", "x")), missing
-    ds = load_stack(found, grid, ["probability"], chunk=chunk)
+    ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False)
     prob = ds["probability"]
     prob = prob.where(prob <= 100).astype("float32")
     return prob, missing

@@ -234,5 +234,5 @@ def _failure_paragraph(stage: str, exc: Any, out_nb: Path) -> str:
     source = (getattr(exc, "source", "") or "").strip().splitlines()
     first = next((ln for ln in source if ln.strip() and not ln.startswith("#")), "")
     return (f"the notebook {stage} failed in cell {exc.cell_index} (`{first[:80]}`) with "
-            f"{exc.ename}: {exc.evalue}. The executed notebook, with the error in place, is "
+            f"{exc.ename}: {str(exc.evalue).rstrip('.')}. The executed notebook, with the error in place, is "
             f"{out_nb}")

@@ -118,5 +118,5 @@ def open_stage(params_file: str | Path, run_dir: str | Path, stac_url: str | Non
             server.start()
             stage._servers.append(server)
             stage.stac_url = server.stac_url
-            atexit.register(stage.close)
+    atexit.register(stage.close)
     return stage

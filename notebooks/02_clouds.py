@@ -28,6 +28,7 @@ import lcgee
 from lcgee import files, load, masks, plots, search
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
+dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
 p = stage.params
 client = search.open_client(stage.stac_url, sign=p.stac.sign)
 table = pd.read_parquet(stage.path("scenes.parquet"))
@@ -36,10 +37,9 @@ print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fall
       f"parameters {masks.cloud_params(p.clouds)}")
 
 # %%
-with stage.dask_client():
-    scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
-                                    chunk=p.load.chunk, engine=p.load.engine)
-    paths = masks.write_masks(scene_masks, stage.grid, stage.path("masks", "x").parent)
+scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
+                                chunk=p.load.chunk, engine=p.load.engine)
+paths = masks.write_masks(scene_masks, stage.grid, stage.path("masks", "x").parent)
 print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 
 # %% [markdown]
@@ -62,9 +62,8 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
 
 # %%
 if stage.world is not None:
-    with stage.dask_client():
-        quality = masks.compare_with_truth(stage.world, items, stage.grid, p.clouds,
-                                           client=client, chunk=p.load.chunk, have=scene_masks)
+    quality = masks.compare_with_truth(stage.world, items, stage.grid, p.clouds,
+                                       client=client, chunk=p.load.chunk, have=scene_masks)
     files.write_json(stage.path("mask_quality.json"), quality.to_dict(orient="records"))
     display(quality.pivot(index="kind", columns="source", values="balanced_accuracy"))
     display(quality)

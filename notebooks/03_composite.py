@@ -28,16 +28,16 @@ from lcgee import plots, search
 from lcgee import features as feat
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
+dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
 p = stage.params
 client = search.open_client(stage.stac_url, sign=p.stac.sign)
 table = pd.read_parquet(stage.path("scenes.parquet"))
 items = search.fetch_items(client, p.stac.collection, table["id"])
 
 # %%
-with stage.dask_client():
-    result = feat.build_composite(items, table, stage.grid, p, client=client,
-                                  masks_dir=stage.path("masks", "x").parent)
-    paths = feat.write_outputs(result, stage.grid, stage.run_dir)
+result = feat.build_composite(items, table, stage.grid, p, client=client,
+                              masks_dir=stage.path("masks", "x").parent)
+paths = feat.write_outputs(result, stage.grid, stage.run_dir)
 print({k: str(v.name) for k, v in paths.items()})
 print(f"pixels with no valid observation: {float((result.count == 0).mean()):.2%}")
 

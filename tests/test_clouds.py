@@ -174,7 +174,8 @@ def reference_masks(prob, nir, scl, azimuth, *, thr=50, drk=0.15, dist_km=1.0, b
         x20 = ndimage.binary_dilation(x20, disk(buffer * 2 / 20))
         return np.repeat(np.repeat(x20, 2, 0), 2, 1)
 
-    return morph(cloud), morph(cloud | shadows)
+    # Raw shadow pixels keep the shadow code inside a cloud's buffer.
+    return morph(cloud) & ~(shadows & ~cloud), morph(cloud | shadows)
 
 
 def random_scene(n=200, seed=0):

@@ -31,7 +31,7 @@ __all__ = [
 _ANCHOR = date(2021, 6, 15)  # a Sentinel-2A pass over the tile (relative orbit 46)
 _ORBIT_ANCHOR = {"A": 31234, "B": 22377}  # absolute orbits at the anchor / anchor + 5 days
 _PROB_BLOCK = 16  # s2cloudless works at 160 m
-_MIN_HEIGHT_HM, _MAX_HEIGHT_HM = 10, 40  # cloud-object heights, 1-4 km
+_MIN_HEIGHT_HM, _MAX_HEIGHT_HM = 5, 25  # heights of shadow-casting (boundary-layer) clouds, 0.5-2.5 km
 
 
 def scene_rng(seed: int, index: int, purpose: int) -> np.random.Generator:
