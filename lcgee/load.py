@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,10 @@ from lcgee.scenes import HARMONIZE_OFFSET, scene_table
 __all__ = ["load_stack", "reflectance", "harmonize", "configure_gdal", "NON_OPTICAL"]
 
 log = logging.getLogger(__name__)
+
+# odc-loader reprojects overview reads through an in-memory dataset without a geotransform;
+# rasterio warns about it on every read although the result is georeferenced correctly.
+warnings.filterwarnings("ignore", message="Dataset has no geotransform", module="rasterio.warp")
 
 #: Assets that are classifications or probabilities, never offset or scaled.
 NON_OPTICAL = frozenset({"SCL", "probability", "AOT", "WVP", "visual"})

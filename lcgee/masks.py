@@ -25,6 +25,7 @@ import xarray as xr
 
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
+from lcgee.files import write_text
 from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
 from lcgee.params import CloudParams
@@ -32,7 +33,7 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth"]
+           "quality_table", "compare_with_truth", "mask_key"]
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,33 @@ def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: A
     return sorted(out, key=lambda t: order[t[0]])
 
 
+def mask_key(cfg: CloudParams, grid: Grid) -> str:
+    """A hash of everything a scene's mask depends on besides the scene itself."""
+    import hashlib
+    import json
+
+    data = {"clouds": cfg.model_dump(mode="json"), "resolved": cloud_params(cfg),
+            "grid": grid.to_dict(), "version": clouds.__name__ + ":2"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, directory: Path,
-                *, progress: bool = True) -> list[Path]:
-    """One COG per scene (``<id>.tif``); existing files are kept (a rerun resumes)."""
+                *, key: str, progress: bool = True) -> list[Path]:
+    """One COG per scene (``<id>.tif``) under ``directory``.
+
+    Files written under the same ``key`` (see :func:`mask_key`) are kept, so a rerun after an
+    interruption resumes; a different key (other cloud params or grid) clears the directory.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "key.txt"
+    if not key_file.is_file() or key_file.read_text().strip() != key:
+        for old in directory.glob("*.tif"):
+            old.unlink()
+        write_text(key_file, key + "\n")
     paths = []
     iterator: Any = masks
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm
 
         iterator = tqdm(masks, desc="cloud masks", unit="scene")
     for item_id, source, mask in iterator:

@@ -78,12 +78,18 @@ def regions_figure(grid: Grid, regions: Mapping[str, Grid], roles: Mapping[str, 
     return fig
 
 
-def stretch(rgb: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
-    """Percentile stretch of an (..., 3) array to 0-1 per channel, NaN kept as NaN."""
+def stretch(rgb: np.ndarray, low: float = 2, high: float = 98,
+            reference: np.ndarray | None = None) -> np.ndarray:
+    """Percentile stretch of an (..., 3) array to 0-1 per channel, NaN kept as NaN.
+
+    The percentiles come from ``reference`` (e.g. the clearest scene) when given, so that
+    bright clouds elsewhere do not darken everything.
+    """
     out = np.empty_like(rgb, dtype="float32")
+    ref = rgb if reference is None else reference
     for i in range(rgb.shape[-1]):
         band = rgb[..., i]
-        finite = band[np.isfinite(band)]
+        finite = ref[..., i][np.isfinite(ref[..., i])]
         if finite.size == 0:
             out[..., i] = np.nan
             continue
@@ -152,10 +158,14 @@ def mask_rgba(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def true_colour(stack: Any) -> np.ndarray:
-    """``(..., band, y, x)`` reflectance with B04, B03, B02 -> a 2-98 % stretched RGB array."""
+def true_colour(stack: Any, reference: int | None = None) -> np.ndarray:
+    """``(..., band, y, x)`` reflectance with B04, B03, B02 -> a 2-98 % stretched RGB array.
+
+    With a ``(time, band, y, x)`` stack, ``reference`` picks the time step whose percentiles
+    stretch all of them (use the clearest scene).
+    """
     rgb = np.moveaxis(np.asarray(stack.sel(band=["B04", "B03", "B02"]).values), -3, -1)
-    return stretch(rgb)
+    return stretch(rgb, reference=None if reference is None else rgb[reference])
 
 
 def acquisitions_figure(table: Any) -> Any:

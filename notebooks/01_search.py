@@ -53,6 +53,7 @@ fig2 = plots.acquisitions_figure(result.table)
 # %%
 thumb_grid = stage.grid.coarsen(max(1, stage.grid.width // 256))
 ds = load.load_stack(result.items, thumb_grid, ["B04", "B03", "B02"], chunk=1024)
-rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute())
+rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute(),
+                        reference=int(result.table["cloud_cover"].argmin()))
 titles = [f"{t:%Y-%m-%d} ({c:.0f} %)" for t, c in zip(result.table.datetime, result.table.cloud_cover)]
 fig3 = plots.image_panel(list(rgb), titles, suptitle="Scenes (true colour)")

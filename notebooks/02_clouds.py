@@ -39,7 +39,8 @@ print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fall
 # %%
 scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
                                 chunk=p.load.chunk, engine=p.load.engine)
-paths = masks.write_masks(scene_masks, stage.grid, stage.path("masks", "x").parent)
+paths = masks.write_masks(scene_masks, stage.grid, stage.path("masks", "x").parent,
+                          key=masks.mask_key(p.clouds, stage.grid))
 print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 
 # %% [markdown]
@@ -50,7 +51,8 @@ print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 mask_arr = masks.read_masks(stage.path("masks", "x").parent, table["id"]).values
 show = np.linspace(0, len(items) - 1, min(8, len(items))).round().astype(int)
 ds = load.load_stack([items[i] for i in show], stage.grid, ["B04", "B03", "B02"], chunk=p.load.chunk)
-rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute())
+rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute(),
+                        reference=int(table["cloud_cover"].iloc[show].argmin()))
 titles = [f"{table.datetime[i]:%Y-%m-%d}" for i in show]
 fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask_arr[show]),
                         suptitle=f"{p.clouds.source} masks")

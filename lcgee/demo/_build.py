@@ -134,7 +134,7 @@ def _workers(workers: int | None) -> int:
 
 def _render_all(spec: Any, root: Path, grid: Grid, plan: list[dict], *, progress: bool,
                 workers: int | None) -> list[dict]:
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
 
     static = str(root / "truth" / "static")
     jobs = [render_args(s) for s in plan]

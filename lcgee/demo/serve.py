@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -100,22 +99,71 @@ class _RangeHandler(SimpleHTTPRequestHandler):
 
 
 class RangeHTTPServer:
-    """A loopback HTTP server with byte-range support over one directory."""
+    """A loopback HTTP server with byte-range support over one directory, in its own process.
 
-    def __init__(self, root: Path, port: int = 0) -> None:
-        handler = partial(_RangeHandler, directory=str(root))
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+    A separate process, not a thread: GDAL holds the GIL while it opens a remote file, so a
+    server thread in the reading process would deadlock.
+    """
+
+    def __init__(self, root: Path, port: int = 0, *, startup_timeout: float = 20.0) -> None:
+        self.root = Path(root)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RangeHTTPServer:
-        self._thread.start()
+        cmd = [sys.executable, "-m", "lcgee.demo.serve", "files", str(self.root), str(self.port)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_http(f"{self.url}/", self._proc, self.startup_timeout, "demo range server",
+                   accept=(200, 404))
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        _terminate(self._proc)
+        self._proc = None
+
+
+def serve_files(root: Path, port: int) -> None:
+    """Serve ``root`` on 127.0.0.1:``port`` with byte ranges until killed."""
+    handler = partial(_RangeHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    httpd.serve_forever()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, what: str,
+               accept: tuple[int, ...] = (200,), log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = log_path.read_text(errors="replace")[-500:] if log_path else ""
+            raise StacError(f"{what} exited with code {proc.returncode} {err}".strip(),
+                            where=url)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status in accept:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code in accept:
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    _terminate(proc)
+    raise StacError(f"{what} did not answer within {timeout:.0f} s", where=url,
+                    fix="check that nothing else uses the port and retry")
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _rustac_executable() -> str:
@@ -156,9 +204,17 @@ class DemoServer:
         self.stop()
 
     def start(self) -> None:
-        self.files = RangeHTTPServer(self.root).start()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="lcgee-stac-")
+        self.files = RangeHTTPServer(self.root)
         hrefs = self._write_served_json(Path(self._tmp.name), self.files.url)
+        self.files.start()
         port = free_port()
         self.stac_url = f"http://127.0.0.1:{port}"
         cmd = [_rustac_executable(), "serve", "--addr", f"127.0.0.1:{port}", *hrefs]
@@ -193,31 +249,11 @@ class DemoServer:
         return hrefs
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
         url = f"{self.stac_url}/collections/{self.collections[0]}"
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                err, code = self._log.read_text(errors="replace"), self._proc.returncode
-                self.stop()
-                raise StacError(f"rustac serve exited with code {code}: "
-                                f"{err.strip()[-500:]}", where="demo STAC API")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        self.stop()
-        raise StacError(f"the demo STAC API did not answer within {self.startup_timeout:.0f} s",
-                        where=self.stac_url, fix="check that `rustac serve` runs on this machine")
+        _wait_http(url, self._proc, self.startup_timeout, "rustac serve", log_path=self._log)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        _terminate(self._proc)
         self._proc = None
         if self.files is not None:
             self.files.stop()
@@ -225,3 +261,10 @@ class DemoServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+if __name__ == "__main__":  # python -m lcgee.demo.serve files ROOT PORT
+    if len(sys.argv) == 4 and sys.argv[1] == "files":
+        serve_files(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit("usage: python -m lcgee.demo.serve files ROOT PORT")
