@@ -1,8 +1,9 @@
 """Peak memory of load + mask + composite for an AOI and for one with 4x its area.
 
 Both runs use the full demo world (built on first use), served on loopback like a real run,
-and the same pipeline code the notebooks call (odc-stac loading over HTTP, the s2cloudless +
-shadow mask, the median composite), computed with Dask's threaded scheduler on 2 threads.
+and the stage functions the notebooks call (odc-stac loading over HTTP, the s2cloudless +
+shadow mask written per scene, the median composite with indices), computed with Dask's
+threaded scheduler on 2 threads.
 Each AOI runs in a fresh subprocess; its peak RSS is read from the kernel
 (``ru_maxrss``). Memory should be bounded by chunk size, not by area: the 4x AOI must need
 less than 1.5x the memory.
@@ -23,31 +24,34 @@ import time
 
 
 def pipeline(size: int, chunk: int, stac_url: str, root: str) -> dict:
-    """Run load + mask + composite on a size x size window of the demo grid."""
+    """Run the cloud-mask and composite stages on a size x size window of the demo grid."""
+    import tempfile
+    from pathlib import Path
+
     import dask
 
-    from lcgee import composite, load, masks, search
+    from lcgee import features, masks, search
     from lcgee.demo.world import World
-    from lcgee.params import CloudParams
+    from lcgee.params import load_params
 
-    world = World.open(__import__("pathlib").Path(root))
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml",
+                         {"load.chunk": chunk})
+    world = World.open(Path(root))
     grid = world.grid.window(0, 0, size, size)
     client = search.open_client(stac_url)
     found = search.search_scenes(client, collection="sentinel-2-l2a", bbox=grid.lonlat_bbox,
-                                 datetime="2021-04-01/2022-09-30")
-    cfg = CloudParams(source="local", fallback="scl")
+                                 datetime=params.dates.interval)
     t0 = time.perf_counter()
-    with dask.config.set(scheduler="threads", num_workers=2):
-        got = masks.scene_masks(found.items, grid, cfg, client=client, chunk=chunk)
-        mask = dask.array.stack([m.data for _, _, m in got])
-        bands = ["B02", "B03", "B04", "B08", "B11", "B12"]
-        ds = load.load_stack(found.items, grid, bands, chunk=chunk)
-        stack = load.reflectance(ds, bands)
-        stack = stack.where(dask.array.broadcast_to(
-            (mask == 0)[:, None], stack.shape).rechunk(stack.data.chunks))
-        result = composite.median(stack).compute()
+    with dask.config.set(scheduler="threads", num_workers=2), \
+            tempfile.TemporaryDirectory() as tmp:
+        got = masks.scene_masks(found.items, grid, params.clouds, client=client, chunk=chunk)
+        masks.write_masks(got, grid, Path(tmp), key="bench", progress=False)
+        result = features.build_composite(found.items, found.table, grid, params,
+                                          client=client, masks_dir=Path(tmp))
+        features.write_outputs(result, grid, Path(tmp))
+        finite = float(result.features.notnull().mean().compute())
     return {"size": size, "seconds": round(time.perf_counter() - t0, 2),
-            "finite": float(result.notnull().mean())}
+            "finite": finite}
 
 
 def _child(args: argparse.Namespace) -> None:

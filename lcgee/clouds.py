@@ -339,9 +339,15 @@ def local_masks(
     *,
     sun_azimuth: Sequence[float] | np.ndarray | xr.DataArray,
     resolution: float,
+    tile: int | None = None,
     **params: Any,
 ) -> xr.DataArray:
     """:func:`s2cloudless_mask` over a ``(time, y, x)`` series; lazy when inputs are Dask.
+
+    With ``tile`` (px) and Dask inputs, each scene is processed in ``tile`` x ``tile`` blocks
+    with a halo wide enough for the shadow projection and the morphology
+    (:func:`halo_pixels`), so memory is bounded by the tile, not by the scene; results equal
+    whole-scene processing. Without ``tile``:
 
     Each scene is one task: the inputs are rechunked to ``time=1`` and whole ``y``/``x``
     (the projection and morphology need neighbours up to ``cld_prj_dist`` + 2 x ``buffer``
@@ -359,20 +365,79 @@ def local_masks(
                         where="local_masks",
                         fix="load them on one Grid and select the same scenes, in order") from exc
     azimuth = _azimuth_series(sun_azimuth, arrays[1])
-    if any(a.chunks is not None for a in arrays):
-        arrays = [a.chunk({"time": 1, "y": -1, "x": -1}) for a in arrays]
-        azimuth = azimuth.chunk({"time": 1})
-    func = partial(_series_block, has_scl=scl is not None, resolution=resolution,
-                   origin=_origin(arrays[1], resolution), **params)
-    mask = xr.apply_ufunc(
-        func, *arrays, azimuth,
-        input_core_dims=[["y", "x"]] * len(arrays) + [[]],
-        output_core_dims=[["y", "x"]],
-        dask="parallelized", output_dtypes=[np.uint8],
-    )
+    origin = _origin(arrays[1], resolution)
+    if tile is not None and origin is not None and any(a.chunks is not None for a in arrays):
+        mask = _tiled_masks(arrays, azimuth, tile=tile, origin=origin, resolution=resolution,
+                            has_scl=scl is not None, params=params)
+    else:
+        if any(a.chunks is not None for a in arrays):
+            arrays = [a.chunk({"time": 1, "y": -1, "x": -1}) for a in arrays]
+            azimuth = azimuth.chunk({"time": 1})
+        func = partial(_series_block, has_scl=scl is not None, resolution=resolution,
+                       origin=origin, **params)
+        mask = xr.apply_ufunc(
+            func, *arrays, azimuth,
+            input_core_dims=[["y", "x"]] * len(arrays) + [[]],
+            output_core_dims=[["y", "x"]],
+            dask="parallelized", output_dtypes=[np.uint8],
+        )
     attrs = {**_MASK_ATTRS, "source": "s2cloudless", "resolution": resolution,
              **{k: v for k, v in params.items() if v is not None}}
     return mask.transpose(*_DIMS).rename("cloud_mask").assign_attrs(attrs)
+
+
+def halo_pixels(resolution: float, *, cld_prj_dist: float = 1.0, buffer: float = 50,
+                exact_buffer: bool = False, **_: Any) -> int:
+    """Pixels of context a tile needs so that tiled masks equal whole-scene masks.
+
+    The shadow search reaches ``cld_prj_dist`` km plus one 100 m pixel; erosion and dilation
+    reach their radii in 20 m pixels, plus one 20 m pixel of sampling slack each.
+    """
+    reach = (cld_prj_dist * 1000 + 2 * PROJECTION_SCALE
+             + (EROSION_RADIUS + dilation_radius(buffer, exact_buffer=exact_buffer) + 2)
+             * MORPHOLOGY_SCALE * 2)
+    return int(math.ceil(reach / resolution))
+
+
+def _tiled_masks(arrays: list[xr.DataArray], azimuth: xr.DataArray, *, tile: int,
+                 origin: Origin, resolution: float, has_scl: bool,
+                 params: dict[str, Any]) -> xr.DataArray:
+    import dask.array as dsa
+
+    like = arrays[1]
+    az = np.asarray(azimuth.values, dtype=np.float64)
+    halo = halo_pixels(resolution, **params)
+    chunks_y = _tile_chunks(like.sizes["y"], tile, halo)
+    chunks_x = _tile_chunks(like.sizes["x"], tile, halo)
+    data = [a.chunk({"time": 1, "y": chunks_y, "x": chunks_x}).data for a in arrays]
+    halo = min(halo, min(chunks_y), min(chunks_x))  # one-tile axes need no halo
+    starts_y = np.concatenate([[0], np.cumsum(chunks_y)[:-1]])
+    starts_x = np.concatenate([[0], np.cumsum(chunks_x)[:-1]])
+
+    def block(*blocks: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        it, iy, ix = block_info[0]["chunk-location"]
+        row0 = max(0, starts_y[iy] - halo)
+        col0 = max(0, starts_x[ix] - halo)
+        tile_origin = (origin[0] + col0 * resolution, origin[1] - row0 * resolution)
+        return _series_block(*blocks, az[it:it + 1], has_scl=has_scl, resolution=resolution,
+                             origin=tile_origin, **params)
+
+    out = dsa.map_overlap(block, *data, depth={0: 0, 1: halo, 2: halo}, boundary="none",
+                          dtype=np.uint8, trim=True, allow_rechunk=False)
+    return xr.DataArray(out, dims=_DIMS, coords=like.coords)
+
+
+def _tile_chunks(size: int, tile: int, halo: int) -> tuple[int, ...]:
+    """Chunk sizes of about ``tile`` along an axis, none smaller than ``halo`` (if possible)."""
+    tile = max(tile, halo)
+    chunks = [tile] * (size // tile)
+    rest = size - sum(chunks)
+    if rest:
+        if chunks and rest < halo:
+            chunks[-1] += rest
+        else:
+            chunks.append(rest)
+    return tuple(chunks)
 
 
 def _series_block(*arrays: np.ndarray, has_scl: bool, **kwargs: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
 from lcgee.masks import load_probability, read_masks
 from lcgee.params import Params
-from lcgee.raster import read_cog, write_cog
+from lcgee.raster import CogSpec, read_cog, write_cogs
 
 __all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features"]
 
@@ -53,7 +53,8 @@ def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, param
                     client: Any, masks_dir: Path) -> CompositeResult:
     """Load, mask, composite and add indices for ``items`` on ``grid``."""
     bands = list(params.features.bands)
-    ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk)
+    ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk,
+                    time_chunk=-1)
     stack = reflectance(ds, bands)
     mask = read_masks(masks_dir, [it.id for it in items], chunk=params.load.chunk)
     mask = mask.assign_coords(time=stack["time"].values, y=stack["y"], x=stack["x"])
@@ -82,17 +83,19 @@ def _flatten_months(monthly: xr.DataArray, names: Sequence[str]) -> xr.DataArray
 
 
 def write_outputs(result: CompositeResult, grid: Grid, run_dir: Path) -> dict[str, Path]:
-    """``features.tif`` and ``count.tif`` (plus ``monthly.tif`` for monthly) in ``run_dir``."""
-    feats = result.features.compute()
-    count = result.count.compute()
-    out = {
-        "features": write_cog(run_dir / "features.tif", feats.values, grid, nodata=np.nan,
-                              band_names=[str(b) for b in feats["band"].values],
-                              tags={"composite_method": result.method}),
-        "count": write_cog(run_dir / "count.tif", count.values.astype("uint16"), grid,
-                           band_names=["count"]),
-    }
-    result.features, result.count = feats, count
+    """``features.tif`` and ``count.tif`` in ``run_dir``, streamed tile by tile.
+
+    Memory stays bounded by the chunk size; afterwards ``result`` points at the written files
+    (read lazily), so figures do not recompute the composite.
+    """
+    names = [str(b) for b in result.features["band"].values]
+    out = {"features": run_dir / "features.tif", "count": run_dir / "count.tif"}
+    write_cogs([CogSpec(out["features"], result.features, nodata=np.nan, band_names=names,
+                        tags={"composite_method": result.method}),
+                CogSpec(out["count"], result.count.astype("uint16"), band_names=["count"])],
+               grid)
+    result.features = read_features(run_dir)
+    result.count = read_cog(run_dir / "count.tif").isel(band=0, drop=True)
     return out
 
 

@@ -64,20 +64,25 @@ def configure_gdal(**overrides: str) -> None:
 def load_stack(items: Sequence[Any], grid: Grid, assets: Sequence[str], *,
                engine: str = "odc-stac", chunk: int = 1024,
                patch_url: Callable[[str], str] | None = None,
-               scene_coords: bool = True) -> xr.Dataset:
+               scene_coords: bool = True, time_chunk: int = 1) -> xr.Dataset:
     """Lazily load ``assets`` of ``items`` onto ``grid`` (nearest neighbour, uint16 DN).
 
     ``scene_coords`` adds the Sentinel-2 per-scene coordinates (sun angles, offset, Earth
     Engine index); turn it off for other collections (probability layers), which get ``id``.
+    ``time_chunk`` -1 puts every scene of a tile in one chunk (what a composite over time
+    wants: no rechunk, memory bounded by one tile's time series); 1 suits per-scene work.
     """
     if not items:
         raise DataError("no items to load", where="load", fix="search with wider dates or area")
     _check_assets(items, assets)
     configure_gdal()
+    tchunk = len(items) if time_chunk == -1 else time_chunk
     if engine == "odc-stac":
-        ds = _load_odc(items, grid, assets, chunk, patch_url)
+        ds = _load_odc(items, grid, assets, chunk, patch_url, tchunk)
     elif engine == "stackstac":
         ds = _load_stackstac(items, grid, assets, chunk)
+        if tchunk != 1:
+            ds = ds.chunk({"time": tchunk})
     else:
         raise ParamsError(f"unknown loader {engine!r}", where="load.engine",
                           fix="use odc-stac or stackstac")
@@ -96,11 +101,11 @@ def _check_assets(items: Sequence[Any], assets: Sequence[str]) -> None:
 
 
 def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: int,
-              patch_url: Callable[[str], str] | None) -> xr.Dataset:
+              patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
 
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
-                       resampling="nearest", dtype="uint16", chunks={"x": chunk, "y": chunk},
+                       resampling="nearest", dtype="uint16", chunks={"time": time_chunk, "x": chunk, "y": chunk},
                        patch_url=patch_url, preserve_original_order=True, fail_on_error=True)
     return ds.drop_vars("spatial_ref", errors="ignore")
 

@@ -88,7 +88,7 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
         nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
         prob = prob.assign_coords(time=nir["time"].values)
         masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
-                                   resolution=grid.resolution, **cloud_params(cfg))
+                                   resolution=grid.resolution, tile=chunk, **cloud_params(cfg))
         return masks.assign_coords(id=ds["id"]), [it for it in items if it.id in set(missing)]
     if source == "gee":
         raise EarthEngineError("the Earth Engine cloud source is not available in this version",

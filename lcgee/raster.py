@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,49 +15,106 @@ import xarray as xr
 from lcgee.files import atomic_path
 from lcgee.grid import Grid
 
-__all__ = ["write_cog", "read_cog"]
+__all__ = ["CogSpec", "write_cog", "write_cogs", "read_cog"]
+
+
+@dataclass
+class CogSpec:
+    """One COG to write: its path, ``(y, x)`` or ``(band, y, x)`` data and its metadata."""
+
+    path: Path
+    data: Any
+    nodata: float | int | None = None
+    band_names: Sequence[str] | None = None
+    colormap: Mapping[int, tuple[int, ...]] | None = None
+    tags: Mapping[str, Any] | None = None
+    resampling: str = "nearest"
+
+    def array(self) -> Any:
+        arr = self.data.data if isinstance(self.data, xr.DataArray) else self.data
+        return arr[None] if getattr(arr, "ndim", 0) == 2 else arr
 
 
 def write_cog(path: str | Path, data: np.ndarray | xr.DataArray, grid: Grid, *,
               nodata: float | int | None = None, band_names: Sequence[str] | None = None,
               colormap: Mapping[int, tuple[int, ...]] | None = None,
-              tags: Mapping[str, Any] | None = None, compress: str = "DEFLATE",
-              resampling: str = "nearest") -> Path:
+              tags: Mapping[str, Any] | None = None, resampling: str = "nearest") -> Path:
     """Write a 2-D ``(y, x)`` or 3-D ``(band, y, x)`` array on ``grid`` as a COG, atomically.
 
-    Dask-backed input is computed one band at a time. ``colormap`` (code -> RGB[A]) is
-    embedded for single-band uint8 maps; ``band_names`` become band descriptions.
+    ``colormap`` (code -> RGB[A]) is embedded for single-band uint8 maps; ``band_names``
+    become band descriptions. See :func:`write_cogs` for how Dask input is computed.
+    """
+    spec = CogSpec(Path(path), data, nodata, band_names, colormap, tags, resampling)
+    write_cogs([spec], grid)
+    return Path(path)
+
+
+def write_cogs(specs: Sequence[CogSpec], grid: Grid, *, compress: str = "DEFLATE") -> None:
+    """Write several COGs on ``grid`` in one pass, each atomically.
+
+    Dask-backed data is computed one spatial tile at a time, all arrays of a tile together
+    (shared inputs are read once), so memory is bounded by the tile, not by the grid.
     """
     import rasterio
     from rasterio.shutil import copy as rio_copy
 
-    arr = data
-    if getattr(arr, "ndim", 0) == 2:
-        arr = arr[None]
-    count = arr.shape[0]
-    if tuple(arr.shape[-2:]) != grid.shape:
-        raise ValueError(f"array shape {arr.shape[-2:]} does not match grid {grid.shape}")
-    dtype = np.dtype(arr.dtype).name
-    profile = grid.rasterio_profile(count=count, dtype=dtype, nodata=nodata, tiled=True,
-                                    blockxsize=512, blockysize=512, compress=compress)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".cog-") as tmp, \
-            atomic_path(path) as final:
-        plain = Path(tmp) / "plain.tif"
-        with rasterio.open(plain, "w", **profile) as dst:
-            for i in range(count):
-                band = np.asarray(arr[i].values if hasattr(arr[i], "values") else arr[i])
-                dst.write(band.astype(dtype, copy=False), i + 1)
-                if band_names:
-                    dst.set_band_description(i + 1, str(band_names[i]))
-            if colormap is not None:
-                dst.write_colormap(1, dict(colormap))
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        rio_copy(plain, final, driver="COG", compress=compress, overview_resampling=resampling,
-                 blocksize=512)
-    return path
+    arrays = [spec.array() for spec in specs]
+    for spec, arr in zip(specs, arrays):
+        if tuple(arr.shape[-2:]) != grid.shape:
+            raise ValueError(f"{spec.path.name}: array shape {arr.shape[-2:]} does not match "
+                             f"grid {grid.shape}")
+    parent = Path(specs[0].path).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".cog-") as tmp:
+        plains = [Path(tmp) / f"{i}.tif" for i in range(len(specs))]
+        with contextlib.ExitStack() as stack:
+            dsts = []
+            for spec, arr, plain in zip(specs, arrays, plains):
+                profile = grid.rasterio_profile(
+                    count=arr.shape[0], dtype=np.dtype(arr.dtype).name, nodata=spec.nodata,
+                    tiled=True, blockxsize=512, blockysize=512, compress=compress)
+                dst = stack.enter_context(rasterio.open(plain, "w", **profile))
+                _describe(dst, spec)
+                dsts.append(dst)
+            _write_tiles(dsts, arrays)
+        for spec, plain in zip(specs, plains):
+            with atomic_path(spec.path) as final:
+                rio_copy(plain, final, driver="COG", compress=compress,
+                         overview_resampling=spec.resampling, blocksize=512)
+
+
+def _describe(dst: Any, spec: CogSpec) -> None:
+    for i, name in enumerate(spec.band_names or []):
+        dst.set_band_description(i + 1, str(name))
+    if spec.colormap is not None:
+        dst.write_colormap(1, dict(spec.colormap))
+    if spec.tags:
+        dst.update_tags(**{k: str(v) for k, v in spec.tags.items()})
+
+
+def _write_tiles(dsts: list[Any], arrays: list[Any]) -> None:
+    """NumPy arrays at once; Dask arrays tile by tile along the first one's chunks."""
+    import dask
+    from rasterio.windows import Window
+
+    lazy = [hasattr(a, "dask") for a in arrays]
+    for dst, arr, is_lazy in zip(dsts, arrays, lazy):
+        if not is_lazy:
+            dst.write(np.asarray(arr).astype(dst.dtypes[0], copy=False))
+    todo = [(d, a) for d, a, is_lazy in zip(dsts, arrays, lazy) if is_lazy]
+    if not todo:
+        return
+    rows, cols = todo[0][1].chunks[1], todo[0][1].chunks[2]
+    row = 0
+    for height in rows:
+        col = 0
+        for width in cols:
+            blocks = dask.compute(*[a[:, row:row + height, col:col + width] for _, a in todo])
+            for (dst, _), block in zip(todo, blocks):
+                dst.write(np.asarray(block).astype(dst.dtypes[0], copy=False),
+                          window=Window(col, row, width, height))
+            col += width
+        row += height
 
 
 def read_cog(path: str | Path, *, chunks: int | None = 1024, masked: bool = False) -> xr.DataArray:

@@ -311,3 +311,26 @@ def test_scl_masks_and_apply_mask():
     assert out.dims == stack.dims
     assert np.isnan(out.values[0, :, 0, 0]).all() and np.isnan(out.values[0, :, 1, 0]).all()
     assert (out.values[0, :, 1, 1] == 1).all() and np.isnan(out.values[0, :, 0, 1]).all()
+
+
+@pytest.mark.parametrize("params", [clouds.TUTORIAL, clouds.AGGRESSIVE])
+def test_tiled_masks_equal_whole_scene_masks(params):
+    """Tiles with a halo give the whole-scene result, so memory is bounded by the tile."""
+    scenes = [random_scene(n=600, seed=s) for s in (3, 4)]
+    res = 10.0
+    coords = {"time": np.array(["2021-05-01", "2021-06-01"], dtype="datetime64[ns]"),
+              "y": 4000000.0 - res * (np.arange(600) + 0.5) - 30.0,
+              "x": 500000.0 + res * (np.arange(600) + 0.5) + 70.0}
+
+    def series(i):
+        return xr.DataArray(np.stack([s[i] for s in scenes]), dims=("time", "y", "x"),
+                            coords=coords).chunk({"time": 1, "y": 128, "x": 128})
+
+    prob, nir, scl = series(0), series(1), series(2)
+    whole = clouds.local_masks(prob, nir, scl, sun_azimuth=[140.0, 230.0], resolution=res,
+                               **params).values
+    tiled = clouds.local_masks(prob, nir, scl, sun_azimuth=[140.0, 230.0], resolution=res,
+                               tile=128, **params)
+    assert len(tiled.chunks[1]) > 1 and len(tiled.chunks[2]) > 1  # really tiled
+    np.testing.assert_array_equal(tiled.values, whole)
+    assert (whole == clouds.SHADOW).any() and (whole == clouds.CLOUD).any()

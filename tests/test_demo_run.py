@@ -1,0 +1,70 @@
+"""The README's main job: `lcgee run params/demo.yaml` end to end on the full demo world."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "pc-subscription-key-for-the-demo-test-0123"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo-run")
+    env = {**__import__("os").environ, "PC_SDK_SUBSCRIPTION_KEY": SECRET}
+    proc = subprocess.run([sys.executable, "-m", "lcgee.cli", "run", str(ROOT / "params/demo.yaml"),
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                          timeout=1800, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, env
+
+
+@pytest.mark.slow
+def test_demo_run_writes_the_record_and_notebooks(demo_run):
+    out, _, _ = demo_run
+    rec = json.loads((out / "run.json").read_text())
+    names = [s["name"] for s in rec["stages"]]
+    assert names == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert rec["finished"] and rec["params"]["name"] == "demo"
+    for name in names:
+        nb = json.loads((out / f"{name}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, name
+    images = sum("image/png" in o.get("data", {}) for name in names
+                 for c in json.loads((out / f"{name}.ipynb").read_text())["cells"]
+                 for o in c.get("outputs", []))
+    assert images >= 6, "the notebooks show their figures"
+
+
+@pytest.mark.slow
+def test_demo_run_artifacts(demo_run):
+    out, _, _ = demo_run
+    with rasterio.open(out / "features.tif") as src:
+        assert src.crs.to_epsg() == 32652 and src.res == (10.0, 10.0)
+        assert src.descriptions[:3] == ("B02", "B03", "B04") and "NDVI" in src.descriptions
+        assert src.overviews(1)
+    quality = json.loads((out / "mask_quality.json").read_text())
+    ba = {(q["source"], q["kind"]): q["balanced_accuracy"] for q in quality}
+    assert ba["local", "cloud_or_shadow"] > ba["scl", "cloud_or_shadow"]
+    assert len(list((out / "masks").glob("*.tif"))) == 24
+
+
+@pytest.mark.slow
+def test_demo_rerun_is_cached_and_secret_free(demo_run):
+    out, _, env = demo_run
+    proc = subprocess.run([sys.executable, "-m", "lcgee.cli", "run", str(ROOT / "params/demo.yaml"),
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads((out / "run.json").read_text())
+    assert all(s["cached"] for s in rec["stages"])
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".ipynb", ".json", ".yaml"):
+            assert SECRET not in path.read_text(errors="ignore"), path
