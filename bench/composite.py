@@ -36,7 +36,7 @@ import xarray as xr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lcgee import composite as lc  # imported by every variant: the same RSS baseline
+from lcgee import composite as lc  # noqa: E402 - after the sys.path line; same RSS baseline
 
 SHAPE = {"time": 24, "band": 10, "y": 1024, "x": 1024}
 CHUNKS = (24, 1, 512, 512)

@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lcgee: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         if args.debug:
             traceback.print_exc()
         print(f"lcgee: unexpected error: {type(exc).__name__}: {redact(str(exc))}. "

@@ -82,7 +82,7 @@ class DataWarning(LcgeeWarning):
     """Something in the data deserves attention but does not stop the run."""
 
 
-def require(module: str, extra: str):  # noqa: ANN201 - returns a module
+def require(module: str, extra: str):
     """Import an optional dependency, or raise an error naming the extra that provides it."""
     import importlib
 

@@ -276,7 +276,7 @@ def _is_xarray(value: Any) -> bool:
 
 
 def _is_lazy(value: Any) -> bool:
-    return hasattr(value, "dask") or hasattr(value, "chunks") and value.chunks is not None
+    return hasattr(value, "dask") or (hasattr(value, "chunks") and value.chunks is not None)
 
 
 _DEFAULT_OPS = ArrayOps()

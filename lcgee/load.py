@@ -105,7 +105,8 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
     import odc.stac
 
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
-                       resampling="nearest", dtype="uint16", chunks={"time": time_chunk, "x": chunk, "y": chunk},
+                       resampling="nearest", dtype="uint16",
+                       chunks={"time": time_chunk, "x": chunk, "y": chunk},
                        patch_url=patch_url, preserve_original_order=True, fail_on_error=True)
     return ds.drop_vars("spatial_ref", errors="ignore")
 

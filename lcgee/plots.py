@@ -5,6 +5,7 @@ matplotlib is imported lazily so the library imports fast; every function return
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ def _class_cmap(codes: np.ndarray) -> tuple[Any, Any, list[int]]:
     present = sorted(int(c) for c in np.unique(codes) if int(c) in WORLDCOVER)
     present = present or [10]
     colours = [WORLDCOVER[c][1] for c in present]
-    bounds = [present[0] - 0.5] + [(a + b) / 2 for a, b in zip(present, present[1:])] + [
+    bounds = [present[0] - 0.5] + [(a + b) / 2 for a, b in itertools.pairwise(present)] + [
         present[-1] + 0.5]
     return ListedColormap(colours), BoundaryNorm(bounds, len(colours)), present
 
@@ -67,10 +68,10 @@ def regions_figure(grid: Grid, regions: Mapping[str, Grid], roles: Mapping[str, 
         ax.set_ylim(bottom, top)
         ax.set_title("Regions in the AOI")
     for name, g in regions.items():
-        l, b, r, t = g.bounds
+        x0, y0, x1, y1 = g.bounds
         colour = _ROLE_COLOURS.get(roles.get(name, ""), "#ffff00")
-        ax.add_patch(Rectangle((l, b), r - l, t - b, fill=False, lw=2.5, ec=colour))
-        ax.text(l + 100, t - 150, f"{name}\n({roles.get(name, '?')})", color=colour, va="top",
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=2.5, ec=colour))
+        ax.text(x0 + 100, y1 - 150, f"{name}\n({roles.get(name, '?')})", color=colour, va="top",
                 fontsize=9, weight="bold")
     ax.set_xlabel(f"x ({grid.crs})")
     ax.set_ylabel("y")

@@ -143,7 +143,7 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
             record["stages"].append(stage.__dict__)
             _write_record(run_dir, record)
             previous = key
-    record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    record["finished"] = dt.datetime.now(dt.UTC).isoformat()
     _write_record(run_dir, record)
     return result
 
@@ -165,7 +165,7 @@ def _start_record(params: Params, params_file: str | Path, overrides: list[str] 
         "params_digest": params.digest(),
         "lcgee_commit": _git_commit(),
         "versions": _versions(),
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "started": dt.datetime.now(dt.UTC).isoformat(),
         "finished": None,
         "stages": [],
     }
@@ -189,7 +189,7 @@ def _run_stage(nb: Path, text: str, key: str, run_dir: Path, resolved: Path,
     _execute(nb, text, out_nb, run_dir, resolved, stac_url, progress)
     seconds = round(time.perf_counter() - t0, 2)
     _io.write_json(marker, {"key": key, "seconds": seconds,
-                            "finished": dt.datetime.now(dt.timezone.utc).isoformat()})
+                            "finished": dt.datetime.now(dt.UTC).isoformat()})
     return StageResult(name, key, seconds, False, str(out_nb))
 
 

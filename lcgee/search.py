@@ -60,7 +60,7 @@ def open_client(url: str, *, sign: str = "auto", retries: int = 5, timeout: floa
     io = StacApiIO(max_retries=retry, timeout=timeout)
     try:
         return pystac_client.Client.open(url, modifier=signer_for(url, sign), stac_io=io)
-    except Exception as exc:  # noqa: BLE001 - requests/pystac raise many types; all mean "down"
+    except Exception as exc:
         raise StacError(f"cannot open the STAC API ({type(exc).__name__}: {exc})", where=url,
                         fix="check the URL and your network, or retry later") from exc
 
@@ -79,7 +79,7 @@ def search_scenes(client: Any, *, collection: str, bbox: Sequence[float], dateti
         search = client.search(collections=[collection], bbox=list(bbox), datetime=datetime,
                                query=query or None, max_items=limit)
         found = list(search.items())
-    except Exception as exc:  # noqa: BLE001 - network and API errors alike
+    except Exception as exc:
         raise StacError(f"the search failed ({type(exc).__name__}: {exc})",
                         where=getattr(client, "self_href", None) or "STAC API",
                         fix="retry later; if it persists check the collection id and URL"
@@ -142,7 +142,7 @@ def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
     try:
         found = {it.id: it for it in client.search(collections=[collection], ids=ids,
                                                    max_items=len(ids) * 2).items()}
-    except Exception as exc:  # noqa: BLE001 - network and API errors alike
+    except Exception as exc:
         raise StacError(f"fetching {len(ids)} item(s) failed ({type(exc).__name__}: {exc})",
                         where=f"collection {collection}", fix="retry later") from exc
     missing = [i for i in ids if i not in found]

@@ -16,7 +16,7 @@ def test_utm_zone_for_fukuoka():
 def test_from_bbox_picks_utm_and_snaps():
     g = Grid.from_bbox((130.3, 33.5, 130.45, 33.65), 10)
     assert g.crs == "EPSG:32652"
-    left, bottom, right, top = g.bounds
+    left, _, _, top = g.bounds
     assert left % 10 == 0 and top % 10 == 0
     west, south, east, north = g.lonlat_bbox
     assert west <= 130.3 and east >= 130.45 and south <= 33.5 and north >= 33.65

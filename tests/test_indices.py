@@ -154,7 +154,7 @@ def test_bad_expressions_rejected(expression, token):
 
 
 def test_unknown_index_and_missing_band():
-    with pytest.raises(ParamsError, match="unknown index 'NDXI'.*NDVI"):
+    with pytest.raises(ParamsError, match=r"unknown index 'NDXI'.*NDVI"):
         indices.evaluate("NDXI", {})
     with pytest.raises(DataError, match=r"NDVI needs bands \['B04'\]"):
         indices.evaluate("NDVI", {"B08": np.ones(2)})

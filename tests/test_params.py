@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lcgee.errors import ParamsError
-from lcgee.params import Params, S2_BANDS, apply_overrides, field_reference, load_params
+from lcgee.params import S2_BANDS, Params, apply_overrides, field_reference, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "params" / "demo.yaml"

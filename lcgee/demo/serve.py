@@ -50,7 +50,7 @@ class _RangeHandler(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("range server: " + format, *args)
 
     def send_head(self):  # type: ignore[no-untyped-def]  # stdlib signature
