@@ -24,7 +24,8 @@ from lcgee.masks import load_probability, read_masks
 from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
 
-__all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features"]
+__all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features",
+           "monthly_preview"]
 
 
 @dataclass
@@ -102,3 +103,21 @@ def write_outputs(result: CompositeResult, grid: Grid, run_dir: Path) -> dict[st
 def read_features(run_dir: Path, *, chunks: int | None = 1024) -> xr.DataArray:
     """The feature stack written by :func:`write_outputs`, lazily, with band names."""
     return read_cog(run_dir / "features.tif", chunks=chunks)
+
+
+def monthly_preview(items: Sequence[Any], grid: Grid, params: Params, *, masks_dir: Path,
+                    factor: int = 4) -> xr.DataArray:
+    """Monthly true-colour medians on a ``factor`` times coarser grid, for a quick look.
+
+    A coarse pixel counts as masked when any of its fine pixels is masked (conservative).
+    """
+    coarse = grid.coarsen(factor)
+    rgb = ["B04", "B03", "B02"]
+    ds = load_stack(items, coarse, rgb, engine=params.load.engine, chunk=params.load.chunk,
+                    time_chunk=-1)
+    stack = reflectance(ds, rgb)
+    mask = read_masks(masks_dir, [it.id for it in items], chunk=params.load.chunk)
+    mask = (mask != clouds.CLEAR).coarsen(y=factor, x=factor, boundary="pad").max()
+    mask = xr.DataArray(mask.data, dims=("time", "y", "x"),
+                        coords={"time": stack["time"].values, "y": stack["y"], "x": stack["x"]})
+    return composite.monthly_median(stack.where(~mask.astype(bool))).compute()

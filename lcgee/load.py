@@ -20,6 +20,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import xarray as xr
@@ -28,7 +29,8 @@ from lcgee.errors import DataError, ParamsError
 from lcgee.grid import Grid
 from lcgee.scenes import HARMONIZE_OFFSET, scene_table
 
-__all__ = ["load_stack", "reflectance", "harmonize", "configure_gdal", "NON_OPTICAL"]
+__all__ = ["load_stack", "reflectance", "harmonize", "configure_gdal", "NON_OPTICAL",
+           "sign_if_planetary_computer"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ warnings.filterwarnings("ignore", message="Dataset has no geotransform", module=
 #: Assets that are classifications or probabilities, never offset or scaled.
 NON_OPTICAL = frozenset({"SCL", "probability", "AOT", "WVP", "visual"})
 
+_PC_BLOB_HOSTS = (".blob.core.windows.net",)
 _GDAL_DEFAULTS = {
     "GDAL_HTTP_MAX_RETRY": "8",
     "GDAL_HTTP_RETRY_DELAY": "2",
@@ -100,9 +103,25 @@ def _check_assets(items: Sequence[Any], assets: Sequence[str]) -> None:
                             fix="choose `bands` from the available assets")
 
 
+def sign_if_planetary_computer(href: str) -> str:
+    """Sign Planetary Computer blob URLs afresh (SAS tokens expire); leave others alone.
+
+    odc-stac calls this for every asset when it builds the load, so each stage of a long run
+    reads with a fresh token.
+    """
+    host = urlparse(href).hostname or ""
+    if not host.endswith(_PC_BLOB_HOSTS):
+        return href
+    import planetary_computer
+
+    return str(planetary_computer.sign(href))
+
+
 def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: int,
               patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
+
+    patch_url = patch_url or sign_if_planetary_computer
 
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
                        resampling="nearest", dtype="uint16",

@@ -51,9 +51,8 @@ fig = plots.composite_figure(result.features, result.count,
 # %% [markdown]
 # ## Monthly medians
 # Seasonal change (crop green-up and harvest, flooded paddies) is what monthly features capture.
+# Shown on a 4x coarser grid; with `composite.method: monthly` they become the features.
 
 # %%
-if result.monthly is not None:
-    fig2 = plots.monthly_panel(result.monthly)
-else:
-    print("composite.method is not monthly; set --set composite.method=monthly for this panel")
+monthly = feat.monthly_preview(items, stage.grid, p, masks_dir=stage.path("masks", "x").parent)
+fig2 = plots.monthly_panel(monthly)

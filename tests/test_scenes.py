@@ -85,3 +85,17 @@ def test_scene_table_columns():
     assert list(t.columns[:3]) == ["id", "datetime", "platform"]
     assert t.loc[0, "gee_index"] == "20190101T082331_20190101T084846_T34HCH"
     assert t.loc[0, "offset"] is False or t.loc[0, "offset"] == False  # noqa: E712
+
+
+def test_only_planetary_computer_blobs_are_signed(monkeypatch):
+    import planetary_computer
+
+    from lcgee.load import sign_if_planetary_computer
+
+    calls = []
+    monkeypatch.setattr(planetary_computer, "sign", lambda h: calls.append(h) or h + "?sig=x")
+    local = "http://127.0.0.1:8000/cogs/a/B04.tif"
+    blob = "https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/a/B04.tif"
+    assert sign_if_planetary_computer(local) == local
+    assert sign_if_planetary_computer(blob) == blob + "?sig=x"
+    assert calls == [blob]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from lcgee.grid import Grid
+from lcgee.labels import WORLDCOVER
 
 __all__ = [
     "BAND_INFO",
@@ -47,20 +48,8 @@ DEMO_REGIONS: dict[str, tuple[int, int, int, int]] = {
     "map_south": (832, 1472, 448, 1088),
 }
 
-#: ESA WorldCover v200 classes: code -> (name, official colour).
-WORLDCOVER_CLASSES: dict[int, tuple[str, str]] = {
-    10: ("Tree cover", "#006400"),
-    20: ("Shrubland", "#ffbb22"),
-    30: ("Grassland", "#ffff4c"),
-    40: ("Cropland", "#f096ff"),
-    50: ("Built-up", "#fa0000"),
-    60: ("Bare / sparse vegetation", "#b4b4b4"),
-    70: ("Snow and ice", "#f0f0f0"),
-    80: ("Permanent water bodies", "#0064c8"),
-    90: ("Herbaceous wetland", "#0096a0"),
-    95: ("Mangroves", "#00cf75"),
-    100: ("Moss and lichen", "#fae6a0"),
-}
+#: ESA WorldCover v200 classes: code -> (name, official colour); lcgee.labels owns the table.
+WORLDCOVER_CLASSES: dict[int, tuple[str, str]] = WORLDCOVER
 
 #: Truth sub-classes: code -> (name, WorldCover class). ``code // 10 * 10`` is the class.
 SUBCLASSES: dict[int, tuple[str, int]] = {
