@@ -16,7 +16,7 @@ from lcgee.labels import WORLDCOVER
 
 __all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
            "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
-           "composite_figure", "monthly_panel"]
+           "composite_figure", "monthly_panel", "difference_figure"]
 
 _ROLE_COLOURS = {"train": "#ffffff", "predict": "#00ffff"}
 
@@ -213,3 +213,27 @@ def monthly_panel(monthly: Any) -> Any:
     rgb = stretch(np.moveaxis(monthly.sel(band=["B04", "B03", "B02"]).values, 1, -1))
     titles = [f"{np.datetime_as_string(m, unit='M')}" for m in monthly["month"].values]
     return image_panel(list(rgb), titles, suptitle="Monthly medians (true colour)")
+
+
+def difference_figure(pred: np.ndarray, ref: np.ndarray, grid: Grid | None = None, *,
+                      note: str = "", ref_name: str = "labels") -> Any:
+    """Prediction, reference and where they differ, side by side."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    class_map(axes[0], pred, grid, legend=False, title="prediction")
+    class_map(axes[1], ref, grid, legend=True, title=ref_name)
+    valid = (pred > 0) & (ref > 0)
+    diff = np.where(~valid, 0, np.where(pred == ref, 1, 2))
+    axes[2].imshow(diff, cmap=ListedColormap(["#bbbbbb", "#2ca25f", "#de2d26"]), vmin=0, vmax=2,
+                   interpolation="nearest")
+    agree = float((pred == ref)[valid].mean()) if valid.any() else float("nan")
+    axes[2].set_title(f"agreement {agree:.1%} (green agree, red differ)")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if note:
+        fig.suptitle(f"Numbers from the {note}", fontsize=10)
+    fig.tight_layout()
+    return fig

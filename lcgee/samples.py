@@ -1,0 +1,92 @@
+"""Training samples: stratified by class, per region, each with a spatial block id.
+
+Pixels with no valid composite (any feature NaN) or no label (0) are skipped. Block ids
+group pixels into square blocks (``labels.block_size`` metres) so that cross-validation can
+keep neighbouring pixels together (random pixel splits leak spatial autocorrelation).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lcgee.errors import DataError, DataWarning
+
+__all__ = ["sample_region", "sample_pixels", "block_ids", "collect"]
+
+
+def block_ids(rows: np.ndarray, cols: np.ndarray, block_px: int, region: str) -> np.ndarray:
+    """``"region:r_c"`` block ids of pixels from their grid row/col."""
+    br, bc = rows // block_px, cols // block_px
+    return np.char.add(f"{region}:", np.char.add(br.astype(str), np.char.add("_", bc.astype(str))))
+
+
+def sample_pixels(labels: np.ndarray, valid: np.ndarray, *, per_class: int,
+                  rng: np.random.Generator, balance: bool = True) -> np.ndarray:
+    """Flat indices of a stratified sample: up to ``per_class`` pixels of each class.
+
+    With ``balance`` False, classes keep their share (capped at ``per_class``).
+    """
+    ok = valid & (labels > 0)
+    picks = []
+    codes, counts = np.unique(labels[ok], return_counts=True)
+    total = counts.sum()
+    for code, count in zip(codes, counts):
+        idx = np.flatnonzero(ok & (labels == code))
+        n = per_class if balance else max(1, int(round(per_class * len(codes) * count / total)))
+        n = min(n, len(idx))
+        picks.append(rng.choice(idx, size=n, replace=False))
+    return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
+
+
+def sample_region(features: np.ndarray, labels: np.ndarray, feature_names: Sequence[str], *,
+                  region: str, offset: tuple[int, int], block_px: int, per_class: int,
+                  seed: int = 0, balance: bool = True, min_per_class: int = 20) -> pd.DataFrame:
+    """Samples of one region: feature columns (in model order), ``label``, ``region``,
+    ``row``/``col`` on the run grid, ``block``.
+
+    ``features`` is ``(band, y, x)`` for the region (NumPy), ``labels`` ``(y, x)``;
+    ``offset`` is the region's ``(row, col)`` in the run grid.
+    """
+    if features.shape[1:] != labels.shape:
+        raise DataError(f"features {features.shape[1:]} and labels {labels.shape} differ",
+                        where=f"region {region}")
+    valid = np.all(np.isfinite(features), axis=0)
+    rng = np.random.default_rng(seed)
+    idx = sample_pixels(labels, valid, per_class=per_class, rng=rng, balance=balance)
+    if idx.size == 0:
+        raise DataError("no pixel has both a valid composite and a label", where=f"region {region}",
+                        fix="check the region lies inside the AOI and has cloud-free observations")
+    rows, cols = np.unravel_index(idx, labels.shape)
+    frame = pd.DataFrame(features.reshape(features.shape[0], -1)[:, idx].T,
+                         columns=list(feature_names))
+    frame["label"] = labels.ravel()[idx].astype(int)
+    frame["region"] = region
+    frame["row"] = rows + offset[0]
+    frame["col"] = cols + offset[1]
+    frame["block"] = block_ids(frame["row"].to_numpy(), frame["col"].to_numpy(), block_px, region)
+    counts = frame["label"].value_counts()
+    rare = sorted(int(c) for c, n in counts.items() if n < min_per_class)
+    if rare:
+        warnings.warn(f"region {region}: classes {rare} have fewer than {min_per_class} samples",
+                      DataWarning, stacklevel=2)
+    return frame
+
+
+def collect(features: Any, labels: np.ndarray, regions: dict[str, Any], grid: Any, *,
+            block_px: int, per_class: int, seed: int = 0) -> pd.DataFrame:
+    """Samples of several regions (``{name: region Grid}``) of a ``(band, y, x)`` feature
+    stack on ``grid`` (lazy is fine: only each region's window is read)."""
+    names = [str(b) for b in features["band"].values]
+    frames = []
+    for i, (name, rgrid) in enumerate(regions.items()):
+        r0, c0 = rgrid.offset_in(grid)
+        window = (slice(r0, r0 + rgrid.height), slice(c0, c0 + rgrid.width))
+        X = np.asarray(features[:, window[0], window[1]].values, dtype=np.float32)
+        frames.append(sample_region(X, labels[window], names, region=name, offset=(r0, c0),
+                                    block_px=block_px, per_class=per_class, seed=seed + i))
+    return pd.concat(frames, ignore_index=True)

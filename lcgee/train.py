@@ -1,0 +1,144 @@
+"""LightGBM training with a spatial validation split, and the saved model bundle.
+
+Models are trained so Earth Engine can reproduce them: numeric features only, no NaN in the
+data and ``use_missing=False`` (Earth Engine's trees have no default direction), depth capped
+(node ids double per level). The bundle in ``model/`` holds ``model.txt`` (LightGBM's text
+format) and ``model.json`` (feature names in order, class values, provenance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lcgee.errors import DataError, ModelError
+from lcgee.files import atomic_path, write_json
+from lcgee.params import TrainParams
+
+__all__ = ["ModelBundle", "train_lightgbm", "lightgbm_params", "save_bundle", "load_bundle",
+           "validation_blocks", "cross_validate"]
+
+
+@dataclass
+class ModelBundle:
+    """A trained booster with what it needs to be applied elsewhere."""
+
+    booster: Any
+    feature_names: list[str]
+    class_values: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict_index(self, X: np.ndarray) -> np.ndarray:
+        """Class index per row with LightGBM's own predictor (the reference)."""
+        return np.argmax(self.booster.predict(X), axis=1)
+
+    def predict_labels(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.class_values)[self.predict_index(X)]
+
+
+def lightgbm_params(cfg: TrainParams, num_class: int) -> dict[str, Any]:
+    """LightGBM parameters: multiclass, deterministic, Earth Engine compatible."""
+    return {
+        "objective": "multiclass", "num_class": num_class, "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves, "max_depth": cfg.max_depth,
+        "min_data_in_leaf": cfg.min_data_in_leaf, "use_missing": False,
+        "zero_as_missing": False, "seed": cfg.seed, "deterministic": True,
+        "force_row_wise": True, "num_threads": 2, "verbose": -1,
+    }
+
+
+def validation_blocks(blocks: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of samples in a random ``fraction`` of spatial blocks (for early stopping)."""
+    unique = np.array(sorted(blocks.unique()))
+    if len(unique) < 2:
+        raise DataError("fewer than two spatial blocks: cannot hold out a validation split",
+                        where="train", fix="use larger regions or a smaller labels.block_size")
+    rng = np.random.default_rng(seed)
+    n = max(1, int(round(len(unique) * fraction)))
+    chosen = set(rng.choice(unique, size=n, replace=False))
+    return blocks.isin(chosen).to_numpy()
+
+
+def train_lightgbm(samples: pd.DataFrame, feature_names: Sequence[str], cfg: TrainParams, *,
+                   class_values: Sequence[int] | None = None, valid_fraction: float = 0.2,
+                   meta: dict[str, Any] | None = None) -> ModelBundle:
+    """Train a multiclass LightGBM model, early-stopping on held-out spatial blocks."""
+    import lightgbm as lgb
+
+    X = samples[list(feature_names)].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        raise DataError("training features contain NaN or inf", where="train",
+                        fix="sample only pixels with a valid composite (lcgee.samples does)")
+    classes = sorted(int(c) for c in (class_values or samples["label"].unique()))
+    index = {c: i for i, c in enumerate(classes)}
+    y = samples["label"].map(index)
+    if y.isna().any():
+        raise DataError(f"labels {sorted(samples.loc[y.isna(), 'label'].unique())} are not in "
+                        f"class_values {classes}", where="train")
+    valid = validation_blocks(samples["block"], valid_fraction, cfg.seed)
+    params = lightgbm_params(cfg, len(classes))
+    train_set = lgb.Dataset(X[~valid], y[~valid].to_numpy(), feature_name=list(feature_names),
+                            free_raw_data=False)
+    valid_set = lgb.Dataset(X[valid], y[valid].to_numpy(), reference=train_set)
+    callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)] \
+        if cfg.early_stopping_rounds else []
+    booster = lgb.train(params, train_set, num_boost_round=cfg.num_iterations,
+                        valid_sets=[valid_set], valid_names=["spatial_validation"],
+                        callbacks=callbacks)
+    info = {"best_iteration": booster.best_iteration or booster.current_iteration(),
+            "num_trees": booster.num_trees(), "train_samples": int((~valid).sum()),
+            "validation_samples": int(valid.sum()), "lightgbm_params": params,
+            "trained": dt.datetime.now(dt.UTC).isoformat(), **(meta or {})}
+    if booster.best_iteration and booster.best_iteration < booster.current_iteration():
+        booster = lgb.Booster(model_str=booster.model_to_string(
+            num_iteration=booster.best_iteration))
+    return ModelBundle(booster, list(feature_names), classes, info)
+
+
+def save_bundle(bundle: ModelBundle, directory: Path) -> Path:
+    """``model.txt`` and ``model.json`` in ``directory``, each written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / "model.txt") as tmp:
+        bundle.booster.save_model(str(tmp))
+    write_json(directory / "model.json", {"feature_names": bundle.feature_names,
+                                          "class_values": bundle.class_values, **bundle.meta})
+    return directory
+
+
+def load_bundle(directory: Path) -> ModelBundle:
+    """The bundle saved by :func:`save_bundle`."""
+    import lightgbm as lgb
+
+    if not (directory / "model.txt").is_file() or not (directory / "model.json").is_file():
+        raise ModelError(f"no model.txt/model.json in {directory}", where="model",
+                         fix="run the 05_train stage first")
+    meta = json.loads((directory / "model.json").read_text())
+    booster = lgb.Booster(model_file=str(directory / "model.txt"))
+    return ModelBundle(booster, meta.pop("feature_names"), meta.pop("class_values"), meta)
+
+
+def cross_validate(samples: pd.DataFrame, feature_names: Sequence[str], cfg: TrainParams,
+                   splits: Sequence[tuple[np.ndarray, np.ndarray]], *,
+                   class_values: Sequence[int]) -> pd.DataFrame:
+    """Out-of-fold predictions over spatial-block ``splits``: ``label``, ``predicted``, ``fold``.
+
+    Each fold's model is trained exactly as the final one (early stopping on blocks of the
+    fold's training part), so the score estimates what the final model does on new blocks.
+    """
+    parts = []
+    for fold, (train_idx, test_idx) in enumerate(splits):
+        bundle = train_lightgbm(samples.iloc[train_idx], feature_names, cfg,
+                                class_values=class_values)
+        test = samples.iloc[test_idx]
+        X = test[list(feature_names)].to_numpy(dtype=np.float64)
+        parts.append(pd.DataFrame({"label": test["label"].to_numpy(),
+                                   "predicted": bundle.predict_labels(X), "fold": fold,
+                                   "block": test["block"].to_numpy()}))
+    return pd.concat(parts, ignore_index=True)
