@@ -3,6 +3,7 @@
     lcgee run PARAMS.yaml [--set key=value]... [--out DIR] [--force] [--debug]
     lcgee params check PARAMS.yaml [--set key=value]...
     lcgee params fields
+    lcgee ee verify RUN_DIR [--region NAME]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
 
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     psub.add_parser("fields", help="list every field with its default and meaning")
 
+    e = sub.add_parser("ee", help="Earth Engine export")
+    esub = e.add_subparsers(dest="ee_command", required=True)
+    ev = esub.add_parser("verify", help="dry run: export the run's model to Earth Engine tree "
+                         "strings and a serialized request, evaluate it offline, compare")
+    ev.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
+    ev.add_argument("--region", help="region to check (default: the first predict region)")
+
     d = sub.add_parser("demo", help="the embedded demo world")
     dsub = d.add_subparsers(dest="demo_command", required=True)
     for name, text in (("build", "generate the demo world into the cache"),
@@ -85,6 +93,22 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ee(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lcgee.gee.verify import dry_run
+
+    result = dry_run(Path(args.run_dir), region=args.region)
+    spec = result["spec"]
+    print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings, "
+          f"route: {result['route']}")
+    print(result["table"].to_string(index=False))
+    bad = int(result["table"]["disagreements"].sum())
+    print("OK: Earth Engine would reproduce the local labels" if bad == 0 else
+          f"MISMATCH: {bad} disagreement(s); do not export this model")
+    return 0 if bad == 0 else 3
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lcgee.demo.world import WorldSpec, build_world
 
@@ -108,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo}
+    handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee}
     try:
         return handlers[args.command](args)
     except LcgeeError as exc:

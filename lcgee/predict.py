@@ -30,12 +30,52 @@ _RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 
 
 def predict_map(features: xr.DataArray, bundle: ModelBundle, *, nodata: int = 0) -> xr.DataArray:
-    """Class codes ``(y, x)`` uint8 for a ``(band, y, x)`` feature stack (lazy, chunked)."""
-    from lcgee.fastpredict import FastPredictor
+    """Class codes ``(y, x)`` uint8 for a ``(band, y, x)`` feature stack (lazy, chunked).
 
+    Uses lcgee's compiled predictor when it is available, else LightGBM's own.
+    """
+    try:
+        from lcgee.fastpredict import FastPredictor
+    except ImportError:
+        return _booster_map(features, bundle, nodata)
     predictor = FastPredictor.from_booster(bundle.booster)
     return predictor.predict_map(features, bundle.feature_names, bundle.class_values,
                                  nodata=nodata)
+
+
+def _booster_map(features: xr.DataArray, bundle: ModelBundle, nodata: int) -> xr.DataArray:
+    """``Booster.predict`` chunk by chunk; pixels with any NaN feature get ``nodata``."""
+    from lcgee.errors import ModelError
+
+    have = [str(b) for b in features["band"].values]
+    missing = [f for f in bundle.feature_names if f not in have]
+    if missing:
+        raise ModelError(f"the feature stack lacks the model's features {missing}",
+                         where="predict", fix="recompute features with the model's params")
+    stack = features.sel(band=bundle.feature_names)
+    if stack.chunks is not None:
+        stack = stack.chunk({"band": -1})
+    codes = np.asarray(bundle.class_values, dtype=np.uint8)
+
+    def block(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(x.shape[0], -1).T.astype(np.float64)
+        ok = np.all(np.isfinite(flat), axis=1)
+        out = np.full(flat.shape[0], nodata, dtype=np.uint8)
+        if ok.any():
+            out[ok] = codes[np.argmax(bundle.booster.predict(flat[ok]), axis=1)]
+        return out.reshape(x.shape[1:])
+
+    return _map_blocks(stack, block)
+
+
+def _map_blocks(stack: xr.DataArray, block: Any) -> xr.DataArray:
+    data = stack.data
+    if hasattr(data, "dask"):
+        out = data.map_blocks(block, drop_axis=0, dtype=np.uint8)
+    else:
+        out = block(np.asarray(data))
+    return xr.DataArray(out, dims=("y", "x"), coords={"y": stack["y"], "x": stack["x"]},
+                        name="landcover")
 
 
 def write_landcover(landcover: xr.DataArray, grid: Grid, run_dir: Path, *,

@@ -68,3 +68,35 @@ def test_demo_rerun_is_cached_and_secret_free(demo_run):
     for path in out.rglob("*"):
         if path.is_file() and path.suffix in (".ipynb", ".json", ".yaml"):
             assert SECRET not in path.read_text(errors="ignore"), path
+
+
+@pytest.mark.slow
+def test_demo_run_trains_maps_and_exports(demo_run):
+    import pandas as pd
+
+    out, _, env = demo_run
+    model = out / "model"
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["feature_names"][:3] == ["B02", "B03", "B04"] and "NDVI" in meta["feature_names"]
+    assert set(meta["training_regions"]) == {"train_west", "train_east"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "block_cv" in metrics and "holdout_map_south_vs_truth" in metrics
+    for name, m in metrics.items():
+        for key in ("overall_accuracy", "kappa", "macro_f1", "per_class"):
+            assert key in m, (name, key)
+    assert "area_adjusted" in metrics["holdout_map_south_vs_truth"]
+    with rasterio.open(out / "landcover.tif") as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 0 and src.overviews(1)
+        assert src.colormap(1)[10][:3] == (0, 100, 0)
+    item = json.loads((out / "landcover.json").read_text())
+    assert item["assets"]["landcover"]["classification:classes"]
+    spec = json.loads((model / "ee_classifier.json").read_text())
+    assert set(spec) == {"feature_names", "class_values", "output_mode", "trees"}
+    assert spec["output_mode"] == "RAW_REGRESSION" and len(spec["trees"]) == len(spec["class_values"])
+    assert "values" in json.loads((model / "ee_graph.json").read_text())
+    holdout = pd.read_parquet(model / "holdout.parquet")
+    assert len(holdout) >= 1000 and list(holdout.columns) == spec["feature_names"] + ["label"]
+    proc = subprocess.run([sys.executable, "-m", "lcgee.cli", "ee", "verify", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: Earth Engine would reproduce the local labels" in proc.stdout
