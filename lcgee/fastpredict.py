@@ -1,42 +1,32 @@
 """Exact and fast LightGBM prediction for land-cover maps (numba, no C compiler needed).
 
-:class:`FastPredictor` reads a trained ``lightgbm.Booster`` (through ``Booster.dump_model()``)
-into flat NumPy arrays and scores pixels with numba kernels. Its raw scores equal
-``booster.predict(X, raw_score=True)`` bit for bit in practice (checked to 1e-10 in the tests)
-and its class indices equal ``argmax(booster.predict(X))``, at a fraction of the cost (see
-``bench/predict.py``: about 20-40x ``Booster.predict`` on 2 cores for a 200-iteration, 8-class,
-31-leaf model).
+:class:`FastPredictor` flattens ``Booster.dump_model()`` into NumPy arrays and scores pixels
+with numba kernels: raw scores equal ``booster.predict(X, raw_score=True)`` (bit for bit in the
+tests), class indices equal ``argmax(booster.predict(X))``, about 10-40x faster than
+``Booster.predict`` on 2 cores (``bench/predict.py``). Semantics reproduced from LightGBM:
 
-Semantics reproduced from LightGBM's C++ predictor:
+* a split sends ``x`` left when ``x <= threshold``, in float64 (float32 input is widened
+  exactly; other dtypes are cast to float32 first, as LightGBM's Python package does);
+* ``|x| <= 1e-35`` (``kZeroThreshold``) and NaN are read as 0;
+* class ``k`` sums, in float64 and tree order, the leaves of trees ``t % n_outputs == k`` (the
+  boost-from-average score is in the first trees); ``boosting="rf"`` divides by the number of
+  iterations before probabilities (not in raw scores);
+* class index: argmax of the softmax (``multiclass``) or per-class sigmoid (``multiclassova``)
+  probabilities, ``p > 1 - p`` for ``binary``; near-ties of the raw scores are settled on the
+  probabilities computed as LightGBM computes them.
 
-* a numerical split sends ``x`` left when ``x <= threshold``, comparing in float64 (float32
-  input is widened exactly, as LightGBM does; other dtypes are cast to float32 first, as the
-  Python package does);
-* values with ``|x| <= 1e-35`` (LightGBM's ``kZeroThreshold``) are read as 0, as are NaN
-  values (LightGBM drops them from its sparse row or maps NaN to 0 at ``missing_type=None``
-  nodes);
-* class ``k`` sums the leaf values of trees ``t`` with ``t % num_tree_per_iteration == k`` in
-  float64, in tree order (the boost-from-average score is already in the first trees);
-  ``boosting="rf"`` models divide that sum by the number of iterations before computing
-  probabilities (not in ``raw_score`` output), as LightGBM does;
-* class indices follow the objective: argmax of the softmax probabilities (``multiclass``),
-  of per-class sigmoids (``multiclassova``), ``p > 1 - p`` for ``binary``; near-ties of the raw
-  scores are settled on the probabilities computed as LightGBM computes them.
+Refused with :class:`~lcgee.errors.ModelError`, as Earth Engine could not reproduce them (lcgee
+trains without NaN, ``use_missing=False``, ``zero_as_missing=False``): categorical splits,
+``missing_type=NaN`` nodes, ``missing_type=Zero`` nodes whose default side differs from the
+comparison, linear trees. NaN input raises unless ``check_finite=False`` (then it is scored as
+0, like LightGBM); :meth:`FastPredictor.predict_map` writes ``nodata`` there instead.
 
-Refused with :class:`~lcgee.errors.ModelError`, because Earth Engine could not reproduce them
-(lcgee trains without NaN, with ``use_missing=False`` and ``zero_as_missing=False``): categorical
-splits, nodes with ``missing_type=NaN``, ``missing_type=Zero`` nodes whose default direction
-differs from the comparison, and linear trees. NaN in the input raises too unless
-``check_finite=False`` (then NaN is scored as 0, like LightGBM); :meth:`FastPredictor.predict_map`
-writes ``nodata`` where any feature is NaN instead.
-
-Kernels: ``"bitvector"`` (default for trees of at most 64 leaves) is QuickScorer (Lucchese et
-al., SIGIR 2015): each tree keeps one bit per leaf, every node whose test is false for a row
-clears the leaves of its left subtree, and the exit leaf is the lowest set bit. Nodes are
-sorted by (tree block, feature, threshold) so that a block of 256 rows scans each feature's
-thresholds once, with a vectorized inner loop over rows. For float32 input the thresholds are
-rounded down to float32, which keeps ``x > t`` exact for every float32 ``x``. ``"walk"`` is a
-plain per-row tree traversal, used for larger trees.
+Kernels: ``"bitvector"`` (trees of up to 64 leaves) is QuickScorer (Lucchese et al., SIGIR
+2015): one bit per leaf, each node whose test is false clears the leaves of its left subtree,
+the exit leaf is the lowest set bit. Nodes sorted by (tree block, feature, threshold) let a
+group of 256 rows scan each feature's thresholds once, vectorized over rows. For float32 input
+thresholds are rounded down to float32, which keeps ``x > t`` exact. ``"walk"`` traverses trees
+row by row, for larger trees.
 """
 
 from __future__ import annotations
@@ -393,7 +383,7 @@ def _tree_class(forest: _Forest) -> np.ndarray:
 
 def _index_rule(forest: _Forest) -> tuple[int, float]:
     """How class indices follow from raw scores: (kind, sigmoid) from the objective string."""
-    name, *options = forest.objective.split()
+    name, *options = forest.objective.split() or [""]
     sigmoid = 1.0
     for option in options:
         key, _, value = option.partition(":")
