@@ -179,24 +179,6 @@ def _walk_parallel(X: np.ndarray, model: tuple, group: int, out: np.ndarray) -> 
 
 
 @numba.njit(**_JIT)
-def _probabilities(raw: np.ndarray, kind: int, sigmoid: float, p: np.ndarray) -> None:
-    """Class probabilities computed as LightGBM's ``ConvertOutput`` does."""
-    if kind == _SIGMOID:
-        for k in range(raw.size):
-            p[k] = 1.0 / (1.0 + math.exp(-sigmoid * raw[k]))
-        return
-    wmax = raw[0]
-    for k in range(1, raw.size):
-        wmax = max(raw[k], wmax)
-    wsum = 0.0
-    for k in range(raw.size):
-        p[k] = math.exp(raw[k] - wmax)
-        wsum += p[k]
-    for k in range(raw.size):
-        p[k] /= wsum
-
-
-@numba.njit(**_JIT)
 def _class_index(raw: np.ndarray, kind: int, sigmoid: float, n_avg: int, out: np.ndarray) -> None:
     """Most probable class per row (ties to the lowest index, like ``np.argmax``).
 
@@ -219,12 +201,16 @@ def _class_index(raw: np.ndarray, kind: int, sigmoid: float, n_avg: int, out: np
         near = False
         for k in range(s.size):
             near |= k != best and s[best] - s[k] <= tol
-        if near and kind != _RAW:  # probabilities may round to a tie: decide on them
-            _probabilities(s, kind, sigmoid, p)
-            best = 0
-            for k in range(1, s.size):
-                if p[k] > p[best]:
-                    best = k
+        if near and kind != _RAW:  # probabilities may round to a tie: compute them as LightGBM
+            wmax = s.max()
+            wsum = 0.0
+            for k in range(s.size):
+                p[k] = (math.exp(s[k] - wmax) if kind == _SOFTMAX
+                        else 1.0 / (1.0 + math.exp(-sigmoid * s[k])))
+                wsum += p[k]
+            if kind == _SOFTMAX:
+                p /= wsum
+            best = np.argmax(p)
         out[i] = best
 
 
@@ -241,8 +227,7 @@ class _Forest:
     max_leaves: int
     feature: np.ndarray  # int32 per internal node
     threshold: np.ndarray  # float64 per internal node
-    left: np.ndarray  # int32: internal node index, or ~leaf index
-    right: np.ndarray
+    child: np.ndarray  # int32 (node, 2): left, right; an internal node index or ~leaf index
     root: np.ndarray  # int32 per tree
     leaf_value: np.ndarray  # float64, the leaves of each tree left to right
     leaf_ptr: np.ndarray  # int64 per tree: its first leaf
@@ -296,8 +281,7 @@ def _read_tree(structure: dict[str, Any], tree: int, names: Sequence[str],
             code = len(acc["feature"])
             acc["feature"].append(int(node["split_feature"]))
             acc["threshold"].append(float(node["threshold"]))
-            acc["left"].append(0)
-            acc["right"].append(0)
+            acc["child"].append([0, 0])
             acc["node_tree"].append(tree)
             acc["span"].append([len(acc["leaf_value"]) - first_leaf, 0])
             stack.append((node["right_child"], code, "right"))
@@ -305,7 +289,7 @@ def _read_tree(structure: dict[str, Any], tree: int, names: Sequence[str],
         if side == "root":
             acc["root"].append(code)
         else:
-            acc[side][parent] = code
+            acc["child"][parent][side == "right"] = code
     return len(acc["leaf_value"]) - first_leaf
 
 
@@ -317,7 +301,7 @@ def _read_dump(dump: dict[str, Any]) -> _Forest:
     if len(trees) % n_out:
         raise ModelError(f"{len(trees)} trees are not a whole number of iterations of {n_out}",
                          where="LightGBM model", fix="dump the model with whole iterations")
-    acc: dict[str, list] = {k: [] for k in ("feature", "threshold", "left", "right", "root",
+    acc: dict[str, list] = {k: [] for k in ("feature", "threshold", "child", "root",
                                             "leaf_value", "node_tree", "span")}
     leaf_ptr, max_leaves = [], 1
     for t, info in enumerate(trees):
@@ -329,7 +313,7 @@ def _read_dump(dump: dict[str, Any]) -> _Forest:
         objective=str(dump.get("objective", "")),
         n_avg=len(trees) // n_out if dump.get("average_output") else 0, max_leaves=max_leaves,
         feature=np.array(acc["feature"], i32), threshold=np.array(acc["threshold"], np.float64),
-        left=np.array(acc["left"], i32), right=np.array(acc["right"], i32),
+        child=np.array(acc["child"], i32).reshape(-1, 2),
         root=np.array(acc["root"], i32), leaf_value=np.array(acc["leaf_value"], np.float64),
         leaf_ptr=np.array(leaf_ptr, np.int64), node_tree=np.array(acc["node_tree"], i32),
         span=np.array(acc["span"], np.int64).reshape(-1, 2))
@@ -371,8 +355,7 @@ def _bitvector_model(forest: _Forest, dtype: np.dtype) -> tuple:
 
 def _walk_model(forest: _Forest, dtype: np.dtype) -> tuple:
     """Inputs of :func:`_walk_rows`."""
-    child = np.stack([forest.left, forest.right], axis=1).ravel()
-    return (forest.feature, _thresholds(forest.threshold, dtype), child, forest.root,
+    return (forest.feature, _thresholds(forest.threshold, dtype), forest.child.ravel(), forest.root,
             forest.leaf_value, _tree_class(forest))
 
 
@@ -406,38 +389,36 @@ class FastPredictor:
     Build it with :meth:`from_booster` or :meth:`from_model_file`. ``method`` picks the kernel:
     ``"auto"`` uses ``"bitvector"`` when every tree has at most 64 leaves, else ``"walk"``.
     The first call for an input dtype compiles (or loads from numba's cache) its kernel; call
-    :meth:`warm_up` to do that up front.
+    :meth:`warm_up` to do that up front. ``n_classes`` is the number of class indices
+    (2 for a binary model); ``n_outputs`` the number of raw score columns.
     """
 
     def __init__(self, forest: _Forest, *, method: Method = "auto") -> None:
-        if method not in METHODS:
-            raise ModelError(f"unknown prediction method '{method}'", where="FastPredictor",
-                             fix=f"use one of {', '.join(METHODS)}")
-        if method == "bitvector" and forest.max_leaves > _MAX_BITVECTOR_LEAVES:
-            raise ModelError(f"the bitvector kernel handles trees of up to {_MAX_BITVECTOR_LEAVES} "
-                             f"leaves, this model has {forest.max_leaves}", where="FastPredictor",
-                             fix="use method='walk' or 'auto'")
+        small = forest.max_leaves <= _MAX_BITVECTOR_LEAVES
+        if method not in METHODS or (method == "bitvector" and not small):
+            raise ModelError(f"method '{method}' cannot score this model (bitvector: trees of up "
+                             f"to {_MAX_BITVECTOR_LEAVES} leaves; it has {forest.max_leaves})",
+                             where="FastPredictor", fix="use method 'auto' or 'walk'")
         if method == "auto":
-            method = "bitvector" if forest.max_leaves <= _MAX_BITVECTOR_LEAVES else "walk"
+            method = "bitvector" if small else "walk"
         self._forest = forest
-        self.method: str = method
         self._rule = _index_rule(forest)
         self._models: dict[tuple[str, str], tuple] = {}
+        self.method: str = method
+        self.n_features: int = forest.n_features  # columns of X
+        self.n_outputs: int = forest.n_outputs  # raw score columns (num_tree_per_iteration)
+        self.n_classes: int = 2 if self._rule[0] == _BINARY else forest.n_outputs
+        self.n_trees: int = forest.n_trees
+        self.feature_names: tuple[str, ...] = forest.feature_names  # "Column_i" if unnamed
 
     # -- construction
-    @classmethod
-    def from_dump(cls, dump: dict[str, Any], *, method: Method = "auto") -> FastPredictor:
-        """From a ``Booster.dump_model()`` dict."""
-        return cls(_read_dump(dump), method=method)
-
     @classmethod
     def from_booster(cls, booster: Any, *, method: Method = "auto") -> FastPredictor:
         """From a ``lightgbm.Booster`` (or an ``LGBMModel``, through its ``booster_``).
 
         Uses the same iterations as ``booster.predict``: the best iteration if there is one.
         """
-        booster = getattr(booster, "booster_", booster)
-        return cls.from_dump(booster.dump_model(), method=method)
+        return cls(_read_dump(getattr(booster, "booster_", booster).dump_model()), method=method)
 
     @classmethod
     def from_model_file(cls, path: str | Path, *, method: Method = "auto") -> FastPredictor:
@@ -448,31 +429,6 @@ class FastPredictor:
             raise ModelError("the model file does not exist", where=str(path),
                              fix="check the path, or save the model with Booster.save_model")
         return cls.from_booster(lightgbm.Booster(model_file=str(path)), method=method)
-
-    # -- description
-    @property
-    def n_features(self) -> int:
-        """Number of input features (columns of ``X``)."""
-        return self._forest.n_features
-
-    @property
-    def n_outputs(self) -> int:
-        """Number of raw score columns (``num_tree_per_iteration``)."""
-        return self._forest.n_outputs
-
-    @property
-    def n_classes(self) -> int:
-        """Number of class indices :meth:`predict_index` returns (2 for a binary model)."""
-        return 2 if self._rule[0] == _BINARY else self._forest.n_outputs
-
-    @property
-    def n_trees(self) -> int:
-        return self._forest.n_trees
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        """Feature names stored in the model (LightGBM writes ``Column_i`` when unnamed)."""
-        return self._forest.feature_names
 
     # -- prediction
     def warm_up(self, dtypes: Sequence[Any] = (np.float32,), *, parallel: bool = True) -> None:
@@ -534,8 +490,7 @@ class FastPredictor:
         """
         names = list(self.feature_names if feature_names is None else feature_names)
         cube = self._select_bands(features, names)
-        lut = self._class_values(class_values)
-        lut = self._uint8_codes(lut, nodata)
+        lut = self._uint8_codes(self._class_values(class_values), nodata)
         data = cube.data
         if isinstance(data, da.Array):
             data = data.rechunk({0: -1})
@@ -558,7 +513,7 @@ class FastPredictor:
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float32)
         X = np.ascontiguousarray(X)
-        if check_finite and X.dtype.kind == "f":
+        if check_finite:
             bad = np.isnan(X)
             if bad.any():
                 row, col = np.argwhere(bad)[0]

@@ -24,7 +24,8 @@ def _table(n: int, n_features: int, n_classes: int, seed: int) -> tuple[np.ndarr
 
 
 def _train(params: dict, X: np.ndarray, y: np.ndarray, rounds: int, **dataset) -> lgb.Booster:
-    base = {"verbose": -1, "num_threads": 2, "use_missing": False, "seed": 1}
+    """Single-threaded (also for predict): OpenMP LightGBM crawls on a busy shared machine."""
+    base = {"verbose": -1, "num_threads": 1, "use_missing": False, "seed": 1}
     return lgb.train({**base, **params}, lgb.Dataset(X, y, **dataset), rounds)
 
 
@@ -223,7 +224,8 @@ def test_linear_tree_refused():
 def test_classifier_labels_and_model_file(tmp_path):
     X, y = _table(2000, 5, 4, seed=13)
     codes = np.array([10, 30, 50, 80])[y]
-    clf = lgb.LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, use_missing=False)
+    clf = lgb.LGBMClassifier(n_estimators=10, num_leaves=15, verbose=-1, use_missing=False,
+                             n_jobs=1)
     clf.fit(X, codes)
     rows = _random_rows(700)[:, :5]
     fast = FastPredictor.from_booster(clf)
@@ -253,6 +255,10 @@ def test_near_ties_follow_probabilities():
     _class_index(raw, 1, 1.0, 0, out)
     p = np.exp(raw - raw.max(axis=1, keepdims=True))
     np.testing.assert_array_equal(out, np.argmax(p / p.sum(axis=1, keepdims=True), axis=1))
+    assert out.tolist() == [0, 0, 1]
+    _class_index(raw, 2, 1.0, 0, out)  # multiclassova: per-class sigmoids tie too
+    assert out.tolist() == [0, 0, 1]
+    _class_index(np.array([[1e-17], [-1e-17], [1e-3]]), 3, 1.0, 0, out)  # binary: p > 1 - p
     assert out.tolist() == [0, 0, 1]
 
 
