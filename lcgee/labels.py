@@ -60,7 +60,6 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
                                where="labels.source",
                                fix="use labels.source: planetary-computer (or demo)")
     from lcgee.errors import StacError
-    from lcgee.load import load_stack
 
     want = WORLDCOVER_VERSIONS[version]
     try:
@@ -76,13 +75,14 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
                         f"({len(found)} of other versions)", where="labels",
                         fix="check labels.version and the AOI")
     resampling = "mode" if grid.resolution > 10 else "nearest"
-    ds = _load_mosaic(load_stack, items, grid, chunk, resampling)
+    ds = _load_mosaic(items, grid, chunk, resampling)
     return ds.rename("worldcover")
 
 
-def _load_mosaic(load_stack: Any, items: list[Any], grid: Any, chunk: int,
-                 resampling: str) -> xr.DataArray:
+def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr.DataArray:
     import odc.stac
+
+    from lcgee.load import load_stack
 
     if resampling == "nearest":
         ds = load_stack(items, grid, ["map"], chunk=chunk, scene_coords=False)

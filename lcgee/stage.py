@@ -73,6 +73,12 @@ class Stage:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def folder(self, *parts: str) -> Path:
+        """A directory inside the run directory (created)."""
+        p = self.run_dir.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
     def dask_client(self) -> Any:
         """A Dask client: the scheduler at ``dask.address``, or a local cluster per params."""
         from distributed import Client, LocalCluster

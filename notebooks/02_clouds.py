@@ -39,7 +39,7 @@ print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fall
 # %%
 scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
                                 chunk=p.load.chunk, engine=p.load.engine)
-paths = masks.write_masks(scene_masks, stage.grid, stage.path("masks", "x").parent,
+paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
                           key=masks.mask_key(p.clouds, stage.grid))
 print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 
@@ -48,7 +48,7 @@ print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 # Clouds yellow, shadows magenta, nodata grey.
 
 # %%
-mask_arr = masks.read_masks(stage.path("masks", "x").parent, table["id"]).values
+mask_arr = masks.read_masks(stage.folder("masks"), table["id"]).values
 show = np.linspace(0, len(items) - 1, min(8, len(items))).round().astype(int)
 ds = load.load_stack([items[i] for i in show], stage.grid, ["B04", "B03", "B02"], chunk=p.load.chunk)
 rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute(),

@@ -36,7 +36,7 @@ items = search.fetch_items(client, p.stac.collection, table["id"])
 
 # %%
 result = feat.build_composite(items, table, stage.grid, p, client=client,
-                              masks_dir=stage.path("masks", "x").parent)
+                              masks_dir=stage.folder("masks"))
 paths = feat.write_outputs(result, stage.grid, stage.run_dir)
 print({k: str(v.name) for k, v in paths.items()})
 print(f"pixels with no valid observation: {float((result.count == 0).mean()):.2%}")
@@ -54,5 +54,5 @@ fig = plots.composite_figure(result.features, result.count,
 # Shown on a 4x coarser grid; with `composite.method: monthly` they become the features.
 
 # %%
-monthly = feat.monthly_preview(items, stage.grid, p, masks_dir=stage.path("masks", "x").parent)
+monthly = feat.monthly_preview(items, stage.grid, p, masks_dir=stage.folder("masks"))
 fig2 = plots.monthly_panel(monthly)

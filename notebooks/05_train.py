@@ -41,7 +41,7 @@ bundle = train.train_lightgbm(table, names, p.train, class_values=classes, meta=
     "params_digest": p.digest(), "training_regions": sorted(p.regions_with("train")),
     "resolution": p.grid.resolution, "harmonized": p.load.harmonize,
     "composite_method": p.composite.method, "lcgee_version": lcgee.__version__})
-train.save_bundle(bundle, stage.path("model", "model.txt").parent)
+train.save_bundle(bundle, stage.folder("model"))
 print(f"{bundle.meta['num_trees']} trees ({bundle.meta['best_iteration']} iterations x "
       f"{len(classes)} classes), {bundle.meta['train_samples']} training and "
       f"{bundle.meta['validation_samples']} validation samples")

@@ -30,11 +30,11 @@ from lcgee.raster import read_cog
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()
 p = stage.params
-bundle = train.load_bundle(stage.path("model", "model.txt").parent)
+bundle = train.load_bundle(stage.folder("model"))
 feats = features.read_features(stage.run_dir, chunks=p.load.chunk)
 landcover = predict.predict_map(feats, bundle)
 tif, item = predict.write_landcover(landcover, stage.grid, stage.run_dir,
-                                    model_dir=stage.path("model", "model.txt").parent,
+                                    model_dir=stage.folder("model"),
                                     start=str(p.dates.start), end=str(p.dates.end),
                                     run_name=p.name)
 print(f"wrote {tif.name} and {item.name}")
