@@ -192,6 +192,10 @@ class EEParams(_Section):
     export_to: Literal["asset", "drive", "cloud-storage"] = Field("asset")
     export_path: str | None = Field(None, description="asset id, Drive folder or gs:// prefix")
     max_pixels: float = Field(1e10, gt=0)
+    start_export: bool = Field(False, description="start the export tasks (live runs only)")
+    export_split: int = Field(1, ge=1, le=1024, description="split the export into N tasks")
+    workers: int = Field(8, ge=1, le=40, description="parallel Earth Engine pixel requests")
+    retries: int = Field(6, ge=1, le=20, description="attempts per request on 429 / 5xx / timeout")
 
 
 class DaskParams(_Section):
