@@ -17,11 +17,27 @@ before evaluation; unknown ones raise :class:`UnsupportedOperationError` listing
 
 Images are held as per-band float64 arrays ``(H, W)`` (or ``(H, W, L)`` for array-valued
 bands) with a boolean validity mask per band; NaN inputs count as masked.
+
+Projections (the cloud-mask graphs of :mod:`lcgee.gee.cloudmask`): given the sources' ``grid``,
+every node is evaluated on the grid its consumer asks for, as Earth Engine does. The result is
+computed on the output grid (default: the sources' grid); ``Image.reproject(crs, scale)``
+evaluates its input on a grid of ``scale`` metres aligned to the CRS origin (pixel edges at
+multiples of ``scale``) covering the sources, and its consumer samples that. Moving between
+grids is nearest neighbour at pixel centres (a centre on an edge takes the pixel east / south).
+Off the sources' extent pixels are masked. Only one CRS is supported (no warping).
+``focalMin`` / ``focalMax`` use circle kernels in pixels (a pixel is in when its centre lies
+within the radius), ignore masked neighbours and mask the output where the input is masked
+(``reduceNeighborhood``'s ``skipMasked``). ``directionalDistanceTransform(angle, d)`` marks a
+pixel when a non-zero pixel lies at ``rint(k * (cos a, sin a))`` pixels (east, north) for some
+``k = 0..d``: the angle counts counter-clockwise from east. These discretisations are lcgee's
+reading of Earth Engine's documentation (the service does not specify them); they match
+:mod:`lcgee.clouds`, which implements them separately on whole arrays.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +46,10 @@ import numpy as np
 
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.gee import reader
+from lcgee.grid import Grid
 
 __all__ = ["UnsupportedOperationError", "OfflineImage", "evaluate_graph", "function_names",
-           "SUPPORTED_FUNCTIONS"]
+           "resample", "SUPPORTED_FUNCTIONS"]
 
 
 class UnsupportedOperationError(EarthEngineError):
@@ -46,6 +63,7 @@ class OfflineImage:
     names: list[str]
     data: list[np.ndarray]
     masks: list[np.ndarray]
+    properties: dict[str, Any] = field(default_factory=dict)
 
     def band(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
         return self.names[i], self.data[i], self.masks[i]
@@ -65,11 +83,24 @@ class _Reducer:
     name: str
 
 
+@dataclass(frozen=True)
+class _Projection:
+    crs: str
+    transform: tuple[float, ...] | None = None
+
+
 @dataclass
 class _Context:
     shape: tuple[int, int]
     sources: Mapping[str, OfflineImage]
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    domain: Grid | None = None  # grid of the sources
+    grid: Grid | None = None  # grid the node being evaluated is asked for
+
+
+@dataclass
+class _Collection:
+    images: list[OfflineImage]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -319,6 +350,189 @@ def _normalized_difference(image: OfflineImage,
     return OfflineImage(["nd"], [nd], [pair.masks[0] & pair.masks[1]])
 
 
+# ----------------------------------------------------------------------------- grids
+
+_GRID_EPS = 1e-6
+
+
+def _resample(image: OfflineImage, src: Grid, dst: Grid) -> OfflineImage:
+    """Nearest neighbour at ``dst``'s pixel centres; masked off ``src``."""
+    if src == dst:
+        return image
+    if src.crs != dst.crs:
+        raise UnsupportedOperationError(f"reprojection from {src.crs} to {dst.crs}",
+                                        where="offline evaluator", fix="use one CRS")
+    a, _, c, _, e, f = src.transform
+    A, _, C, _, E, F = dst.transform
+    cols = np.floor((C + (np.arange(dst.width) + 0.5) * A - c) / a + _GRID_EPS).astype(np.int64)
+    rows = np.floor((F + (np.arange(dst.height) + 0.5) * E - f) / e + _GRID_EPS).astype(np.int64)
+    col_ok = (cols >= 0) & (cols < src.width)
+    row_ok = (rows >= 0) & (rows < src.height)
+    ix = np.ix_(np.clip(rows, 0, src.height - 1), np.clip(cols, 0, src.width - 1))
+    inside = row_ok[:, None] & col_ok[None, :]
+    return OfflineImage(list(image.names), [d[ix] for d in image.data],
+                        [m[ix] & inside for m in image.masks], dict(image.properties))
+
+
+#: Nearest-neighbour move of an :class:`OfflineImage` between two grids of one CRS.
+resample = _resample
+
+
+def _reproject_grid(ctx: _Context, crs: Any, transform: Any, scale: Any) -> Grid:
+    """The grid ``reproject`` evaluates its input on: CRS-origin aligned, covering the sources."""
+    if ctx.domain is None:
+        raise DataError("the graph reprojects, but the sources' grid is unknown",
+                        where="evaluate_graph", fix="pass grid= (the grid of the source arrays)")
+    code = crs.crs if isinstance(crs, _Projection) else str(crs)
+    if transform is not None:
+        raise UnsupportedOperationError("reproject with a crsTransform",
+                                        where="Image.reproject", fix="reproject with crs + scale")
+    if scale is None:
+        raise UnsupportedOperationError("reproject without a scale", where="Image.reproject",
+                                        fix="give scale=")
+    scale = float(scale)
+    left, bottom, right, top = ctx.domain.bounds
+    x0 = np.floor(left / scale + _GRID_EPS) * scale
+    y0 = np.ceil(top / scale - _GRID_EPS) * scale
+    width = int(np.ceil((right - x0) / scale - _GRID_EPS))
+    height = int(np.ceil((y0 - bottom) / scale - _GRID_EPS))
+    return Grid(code, (scale, 0.0, float(x0), 0.0, -scale, float(y0)), (height, width))
+
+
+def _footprint(ctx: _Context) -> np.ndarray:
+    """Pixels of the current grid whose centre lies within the sources' extent."""
+    if ctx.domain is None or ctx.grid is None or ctx.grid == ctx.domain:
+        return np.ones(ctx.shape, bool)
+    ones = OfflineImage(["f"], [np.ones(ctx.domain.shape)], [np.ones(ctx.domain.shape, bool)])
+    return _resample(ones, ctx.domain, ctx.grid).masks[0]
+
+
+# ----------------------------------------------------------------------------- masks, logic
+
+
+def _compare(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+             ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda x, y: fn(x, y).astype(np.float64)
+
+
+def _where(image: OfflineImage, test: OfflineImage, value: OfflineImage) -> OfflineImage:
+    if len(test) != 1 or len(value) not in (1, len(image)):
+        raise UnsupportedOperationError("Image.where with multi-band test or value",
+                                        where="Image.where", fix="use one-band test and value")
+    data, masks = [], []
+    for i, (d, m) in enumerate(zip(image.data, image.masks, strict=True)):
+        j = 0 if len(value) == 1 else i
+        take = (test.data[0] != 0) & test.masks[0] & value.masks[j] & m
+        data.append(np.where(take, value.data[j], d))
+        masks.append(m)
+    return OfflineImage(list(image.names), data, masks)
+
+
+def _unmask(ctx: _Context, image: OfflineImage, value: Any, same_footprint: bool) -> OfflineImage:
+    if value is None:
+        raise UnsupportedOperationError("unmask without a value", where="Image.unmask",
+                                        fix="give the fill value")
+    fill = _image(ctx, value)
+    if len(fill) not in (1, len(image)):
+        raise EarthEngineError("unmask value band count does not match", where="Image.unmask",
+                               fix="use a one-band value")
+    keep = _footprint(ctx) if same_footprint else np.ones(ctx.shape, bool)
+    data, masks = [], []
+    for i, (d, m) in enumerate(zip(image.data, image.masks, strict=True)):
+        j = 0 if len(fill) == 1 else i
+        data.append(np.where(m, d, fill.data[j]))
+        masks.append((m | fill.masks[j]) & (keep | m))
+    return OfflineImage(list(image.names), data, masks)
+
+
+def _focal(image: OfflineImage, radius: Any, kernel_type: Any, units: Any, iterations: Any,
+           kernel: Any, reduce_max: bool) -> OfflineImage:
+    from scipy import ndimage
+
+    if kernel is not None or (kernel_type or "circle") != "circle" or (units or "pixels") != \
+            "pixels" or int(iterations or 1) != 1:
+        raise UnsupportedOperationError("focal filters other than one circle in pixels",
+                                        where="Image.focalMin/focalMax",
+                                        fix="use radius only (circle, pixels, 1 iteration)")
+    r = float(1.5 if radius is None else radius)
+    n = int(np.floor(r + _GRID_EPS))
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    footprint = yy ** 2 + xx ** 2 <= r * r + _GRID_EPS
+    fill = -np.inf if reduce_max else np.inf
+    filt = ndimage.maximum_filter if reduce_max else ndimage.minimum_filter
+    data, masks = [], []
+    for d, m in zip(image.data, image.masks, strict=True):
+        out = filt(np.where(m, d, fill), footprint=footprint, mode="constant", cval=fill)
+        ok = m & np.isfinite(out)
+        data.append(np.where(ok, out, 0.0))
+        masks.append(ok)
+    return OfflineImage(list(image.names), data, masks)
+
+
+def _directional_distance(image: OfflineImage, angle: Any, max_distance: Any,
+                          label_band: Any = None) -> OfflineImage:
+    if label_band is not None:
+        raise UnsupportedOperationError("directionalDistanceTransform with a labelBand",
+                                        where="Image.directionalDistanceTransform",
+                                        fix="leave labelBand out")
+    source = (image.data[0] != 0) & image.masks[0]
+    h, w = source.shape
+    theta = np.deg2rad(float(angle))
+    found = np.zeros((h, w), bool)
+    distance = np.zeros((h, w))
+    for k in range(int(max_distance) + 1):
+        drow = -int(np.rint(k * np.sin(theta)))
+        dcol = int(np.rint(k * np.cos(theta)))
+        hit = np.zeros((h, w), bool)
+        rows = np.arange(h) + drow
+        cols = np.arange(w) + dcol
+        r_ok, c_ok = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+        if r_ok.any() and c_ok.any():
+            hit[np.ix_(r_ok, c_ok)] = source[np.ix_(rows[r_ok], cols[c_ok])]
+        new = hit & ~found
+        distance[new] = k
+        found |= new
+    return OfflineImage(["distance"], [distance], [found])
+
+
+def _get_property(element: Any, name: str) -> Any:
+    props = getattr(element, "properties", None)
+    if props is None or name not in props:
+        raise DataError(f"property {name!r} is not set on the image",
+                        where="offline evaluator",
+                        fix=f"pass properties={{image id: {{{name!r}: value}}}}")
+    return props[name]
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EarthEngineError(f"{value!r} is not a number", where="offline evaluator",
+                               fix="fix the graph")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- collections
+
+
+def _collection_median(collection: _Collection) -> OfflineImage:
+    """Per band, the median of the unmasked values (mean of the middle two for even counts)."""
+    images = collection.images
+    if not images:
+        raise EarthEngineError("median of an empty collection", where="reduce.median",
+                               fix="check the scene list")
+    names = images[0].names
+    data, masks = [], []
+    for i in range(len(names)):
+        stack = np.stack([np.where(img.masks[i], img.data[i], np.nan) for img in images])
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+            med = np.nanmedian(stack, axis=0)
+        ok = np.isfinite(med)
+        data.append(np.where(ok, med, 0.0))
+        masks.append(ok)
+    return OfflineImage(list(names), data, masks)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -366,9 +580,52 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
         "Classifier.decisionTree": lambda a: _Classifier((a["treeString"],)),
         "Classifier.setOutputMode": lambda a: _Classifier(a["classifier"].trees, a["mode"]),
     })
+    compare = {"gt": np.greater, "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal,
+               "eq": np.equal, "neq": np.not_equal}
+    for name, fn in compare.items():
+        table[f"Image.{name}"] = (lambda a, fn=fn, name=name:
+                                  _binary(ctx, a["image1"], a["image2"], _compare(fn), name))
+    table.update({
+        "Image.and": lambda a: _binary(ctx, a["image1"], a["image2"], _compare(
+            lambda x, y: (x != 0) & (y != 0)), "Image.and"),
+        "Image.or": lambda a: _binary(ctx, a["image1"], a["image2"], _compare(
+            lambda x, y: (x != 0) | (y != 0)), "Image.or"),
+        "Image.not": lambda a: _map_bands(img(a["value"]), lambda d: (d == 0).astype(np.float64)),
+        "Image.where": lambda a: _where(img(a["input"]), img(a["test"]), img(a["value"])),
+        "Image.unmask": lambda a: _unmask(ctx, img(a["input"]), a.get("value"),
+                                          bool(a.get("sameFootprint", True))),
+        "Image.focalMin": lambda a: _focal(img(a["image"]), a.get("radius"), a.get("kernelType"),
+                                           a.get("units"), a.get("iterations"), a.get("kernel"),
+                                           reduce_max=False),
+        "Image.focalMax": lambda a: _focal(img(a["image"]), a.get("radius"), a.get("kernelType"),
+                                           a.get("units"), a.get("iterations"), a.get("kernel"),
+                                           reduce_max=True),
+        "Image.directionalDistanceTransform": lambda a: _directional_distance(
+            img(a["source"]), a["angle"], a["maxDistance"], a.get("labelBand")),
+        "Image.reproject": lambda a: _never(),  # evaluated lazily in _evaluate
+        "Image.projection": lambda a: _Projection(*_domain_projection(ctx)),
+        "Projection": lambda a: _Projection(str(a["crs"]), a.get("transform")),
+        "Element.get": lambda a: _get_property(a["object"], str(a["property"])),
+        "Number.add": lambda a: _number(a["left"]) + _number(a["right"]),
+        "Number.subtract": lambda a: _number(a["left"]) - _number(a["right"]),
+        "Number.multiply": lambda a: _number(a["left"]) * _number(a["right"]),
+        "ImageCollection.fromImages": lambda a: _Collection([img(i) for i in a["images"]]),
+        "reduce.median": lambda a: _collection_median(a["collection"]),
+    })
     for reducer in _REDUCERS:
         table[f"Reducer.{reducer}"] = lambda a, r=reducer: _Reducer(r)
     return table
+
+
+def _never() -> Any:
+    raise AssertionError("Image.reproject is evaluated by _evaluate")  # pragma: no cover
+
+
+def _domain_projection(ctx: _Context) -> tuple[str, tuple[float, ...]]:
+    if ctx.domain is None:
+        raise DataError("the graph asks for an image's projection, but the sources' grid is "
+                        "unknown", where="evaluate_graph", fix="pass grid=")
+    return ctx.domain.crs, tuple(ctx.domain.transform)
 
 
 def _array_project(image: OfflineImage, axes: Sequence[int]) -> OfflineImage:
@@ -380,7 +637,10 @@ def _array_project(image: OfflineImage, axes: Sequence[int]) -> OfflineImage:
 
 def _load(ctx: _Context, asset_id: str) -> OfflineImage:
     try:
-        return ctx.sources[asset_id]
+        source = ctx.sources[asset_id]
+        if ctx.domain is not None and ctx.grid is not None:
+            return _resample(source, ctx.domain, ctx.grid)
+        return source
     except KeyError:
         raise DataError(f"the graph loads image {asset_id!r}, which was not supplied",
                         where="offline evaluator",
@@ -417,12 +677,13 @@ def _evaluate(node: Mapping[str, Any], values: Mapping[str, Any], ctx: _Context,
         return node["constantValue"]
     if "valueReference" in node:
         ref = str(node["valueReference"])
-        if ref not in ctx.cache:
+        key = (ref, ctx.grid)
+        if key not in ctx.cache:
             if ref not in values:
                 raise EarthEngineError(f"valueReference {ref!r} is not in values",
                                        where="offline evaluator", fix="pass a complete graph")
-            ctx.cache[ref] = _evaluate(values[ref], values, ctx, table)
-        return ctx.cache[ref]
+            ctx.cache[key] = _evaluate(values[ref], values, ctx, table)
+        return ctx.cache[key]
     if "arrayValue" in node:
         return [_evaluate(v, values, ctx, table) for v in node["arrayValue"].get("values", [])]
     if "dictionaryValue" in node:
@@ -434,13 +695,29 @@ def _evaluate(node: Mapping[str, Any], values: Mapping[str, Any], ctx: _Context,
             raise UnsupportedOperationError("invocations of function values",
                                             where="offline evaluator",
                                             fix="use named Earth Engine functions")
-        args = {k: _evaluate(v, values, ctx, table)
-                for k, v in call.get("arguments", {}).items()}
+        arguments = call.get("arguments", {})
+        if call["functionName"] == "Image.reproject":
+            return _reproject(arguments, values, ctx, table)
+        args = {k: _evaluate(v, values, ctx, table) for k, v in arguments.items()}
         return table[call["functionName"]](args)
     kinds = sorted(node)
     raise UnsupportedOperationError(f"value kinds {kinds} (e.g. argumentReference, "
                                     "functionDefinitionValue) are not evaluated",
                                     where="offline evaluator", fix="avoid mapped functions")
+
+
+def _reproject(arguments: Mapping[str, Any], values: Mapping[str, Any], ctx: _Context,
+               table: Mapping[str, Callable[[dict[str, Any]], Any]]) -> OfflineImage:
+    """Evaluate ``image`` on the reprojected grid, then sample it on the current grid."""
+    get = lambda k: _evaluate(arguments[k], values, ctx, table) if k in arguments else None  # noqa: E731
+    target = _reproject_grid(ctx, get("crs"), get("crsTransform"), get("scale"))
+    current, shape = ctx.grid, ctx.shape
+    ctx.grid, ctx.shape = target, target.shape
+    try:
+        inner = _image(ctx, _evaluate(arguments["image"], values, ctx, table))
+    finally:
+        ctx.grid, ctx.shape = current, shape
+    return _resample(inner, target, current or ctx.domain)
 
 
 def _source(bands: Mapping[str, Any]) -> OfflineImage:
@@ -462,7 +739,9 @@ def _source(bands: Mapping[str, Any]) -> OfflineImage:
 def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None = None, *,
                    images: Mapping[str, Mapping[str, Any]] | None = None,
                    composite_id: str | None = None,
-                   masked: bool = False) -> dict[str, np.ndarray]:
+                   masked: bool = False, grid: Grid | None = None,
+                   properties: Mapping[str, Mapping[str, Any]] | None = None,
+                   output_grid: Grid | None = None) -> dict[str, np.ndarray]:
     """Evaluate a serialized graph; return ``{band: array}`` of its result image.
 
     ``composite`` (``{band: 2-D array}``, reflectance, NaN or numpy masks = masked pixels) is
@@ -470,6 +749,10 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
     :data:`lcgee.gee.classify.PLACEHOLDER_ID`); ``images`` maps further asset ids to band dicts.
     With ``masked=True`` the bands are ``numpy.ma`` arrays; otherwise masked pixels are NaN in
     float bands and 0 in integer bands.
+
+    ``grid`` is the grid of the source arrays (needed by graphs that reproject or ask for a
+    projection); ``properties`` gives image properties by asset id (``Element.get``);
+    ``output_grid`` (same CRS) is where the result is computed, default ``grid``.
     """
     if not isinstance(graph, Mapping) or "values" not in graph or "result" not in graph:
         raise DataError("not a serialized graph (needs 'values' and 'result')",
@@ -492,7 +775,21 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
     if len(shapes) != 1:
         raise DataError(f"source bands have different shapes {sorted(shapes)}",
                         where="evaluate_graph", fix="pass arrays on one grid")
-    ctx = _Context(shape=shapes.pop(), sources=sources)
+    shape = shapes.pop()
+    if grid is not None and tuple(grid.shape) != tuple(shape):
+        raise DataError(f"the source arrays are {shape}, the grid {grid.shape}",
+                        where="evaluate_graph", fix="pass the grid the arrays are on")
+    for asset_id, props in (properties or {}).items():
+        if asset_id not in sources:
+            raise DataError(f"properties given for {asset_id!r}, which has no arrays",
+                            where="evaluate_graph", fix="pass its bands in images=")
+        sources[asset_id].properties.update(props)
+    target = output_grid or grid
+    if output_grid is not None and grid is None:
+        raise DataError("output_grid needs grid (the sources' grid)", where="evaluate_graph",
+                        fix="pass grid=")
+    ctx = _Context(shape=target.shape if target is not None else shape, sources=sources,
+                   domain=grid, grid=target)
     result = _evaluate({"valueReference": graph["result"]}, graph["values"], ctx, _functions(ctx))
     if not isinstance(result, OfflineImage):
         raise DataError(f"the graph's result is a {type(result).__name__}, not an image",

@@ -1,0 +1,207 @@
+"""The s2cloudless + shadow cloud mask of the Earth Engine tutorial, as Earth Engine graphs.
+
+Mirrors :func:`lcgee.clouds.s2cloudless_mask` step by step, with the same parameter names
+(``cld_prb_thresh``, ``nir_drk_thresh``, ``cld_prj_dist``, ``buffer``, ``exact_buffer``) and the
+same output codes (:class:`lcgee.clouds.MaskCode`: 0 clear, 1 cloud, 2 shadow, 255 nodata):
+
+1. ``COPERNICUS/S2_SR_HARMONIZED`` and ``COPERNICUS/S2_CLOUD_PROBABILITY`` images of one
+   ``system:index`` (:func:`scene_images`; for collections the tutorial's ``saveFirst`` join,
+   :func:`joined_collection`);
+2. clouds = probability > ``cld_prb_thresh``; dark = B8 < ``nir_drk_thresh`` x 10,000 and
+   SCL != 6 (water);
+3. ``directionalDistanceTransform(90 - MEAN_SOLAR_AZIMUTH_ANGLE, cld_prj_dist * 10)`` evaluated
+   at 100 m (``reproject``), shadows = projected and dark;
+4. ``focalMin(2)`` then ``focalMax(buffer * 2 / 20)`` (``buffer / 20`` with ``exact_buffer``)
+   evaluated at 20 m, once for clouds alone and once for clouds or shadows, to tell the codes
+   apart.
+
+Two deliberate differences from the tutorial's literal code, neither changing pixels inside a
+scene: masked pixels are made explicit before the projection and the morphology (clouds and dark
+pixels are 0 there, and the erosion ignores them) so the result does not depend on how focal
+operations treat masked neighbours, which Earth Engine does not document; and ``crs`` can pin the
+working grids to the CRS the mask is downloaded in (the tutorial uses each image's own
+projection, ``img.select(0).projection()``). Pixels without probability or B8 are NODATA.
+
+Everything here only builds graphs; :mod:`lcgee.gee.offline` evaluates them on local arrays and
+:mod:`lcgee.gee.download` fetches them onto a grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lcgee import clouds
+from lcgee.errors import EarthEngineError
+from lcgee.gee.retry import RetryPolicy, call_with_backoff
+
+__all__ = [
+    "SR_COLLECTION",
+    "PROBABILITY_COLLECTION",
+    "MASK_BAND",
+    "scene_images",
+    "mask_codes",
+    "tutorial_mask",
+    "masked_image",
+    "joined_collection",
+    "masked_collection",
+    "scene_collection",
+    "confirm_matches",
+]
+
+SR_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
+PROBABILITY_COLLECTION = "COPERNICUS/S2_CLOUD_PROBABILITY"
+MASK_BAND = "cloud_mask"
+_SCL_WATER = 6
+_SR_SCALE = 10000
+
+
+def _ee() -> Any:
+    import ee
+
+    return ee
+
+
+def scene_images(index: str) -> tuple[Any, Any]:
+    """``(S2_SR_HARMONIZED, S2_CLOUD_PROBABILITY)`` images of one ``system:index``."""
+    ee = _ee()
+    return ee.Image(f"{SR_COLLECTION}/{index}"), ee.Image(f"{PROBABILITY_COLLECTION}/{index}")
+
+
+def _params(cld_prb_thresh: float, nir_drk_thresh: float, cld_prj_dist: float, buffer: float,
+            exact_buffer: bool) -> tuple[float, float, int, float]:
+    clouds._check_params(0.0, 1.0, cld_prb_thresh, nir_drk_thresh, cld_prj_dist, buffer)
+    steps = round(cld_prj_dist * 1000.0 / clouds.PROJECTION_SCALE)
+    return (float(cld_prb_thresh), float(nir_drk_thresh) * _SR_SCALE, steps,
+            clouds.dilation_radius(buffer, exact_buffer=exact_buffer))
+
+
+def _projection(sr: Any, crs: str | None) -> Any:
+    ee = _ee()
+    return ee.Projection(crs) if crs else sr.select(0).projection()
+
+
+def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
+            cld_prj_dist: float, buffer: float, exact_buffer: bool, crs: str | None
+            ) -> dict[str, Any]:
+    """The tutorial's intermediate layers (all explicit 0/1 images, no masked pixels inside)."""
+    ee = _ee()
+    thresh, dark_dn, steps, radius = _params(cld_prb_thresh, nir_drk_thresh, cld_prj_dist,
+                                             buffer, exact_buffer)
+    proj = _projection(sr, crs)
+    probability = prob.select("probability")
+    nir = sr.select("B8")
+    valid = probability.mask().And(nir.mask())
+    is_cloud = probability.gt(thresh).unmask(0, False)
+    dark = nir.lt(dark_dn).And(sr.select("SCL").neq(_SCL_WATER)).unmask(0, False)
+    azimuth = ee.Number(90).subtract(ee.Number(sr.get("MEAN_SOLAR_AZIMUTH_ANGLE")))
+    projected = (is_cloud.directionalDistanceTransform(azimuth, steps)
+                 .reproject(crs=proj, scale=clouds.PROJECTION_SCALE)
+                 .select("distance").mask())
+    shadows = projected.And(dark)
+    ignore = valid.Not()
+
+    def open_and_buffer(image: Any) -> Any:
+        # focalMin(2) with nodata ignored (treated as set), nodata left out of focalMax.
+        eroded = image.Or(ignore).focalMin(clouds.EROSION_RADIUS).And(valid)
+        return eroded.focalMax(radius).reproject(crs=proj, scale=clouds.MORPHOLOGY_SCALE)
+
+    return {"valid": valid, "clouds": is_cloud, "dark": dark, "shadows": shadows,
+            "cloud_final": open_and_buffer(is_cloud),
+            "union": open_and_buffer(is_cloud.Or(shadows))}
+
+
+def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh: float = 0.15,
+               cld_prj_dist: float = 1.0, buffer: float = 50, exact_buffer: bool = False,
+               crs: str | None = None, cloud_filter: float | None = None) -> Any:
+    """One band ``cloud_mask`` (uint8) of :class:`lcgee.clouds.MaskCode` values.
+
+    ``sr`` is an ``S2_SR_HARMONIZED`` image (DN, bands ``B8`` and ``SCL``, property
+    ``MEAN_SOLAR_AZIMUTH_ANGLE``), ``prob`` its ``S2_CLOUD_PROBABILITY`` image. Codes as in
+    :func:`lcgee.clouds.s2cloudless_mask`: SHADOW where the buffered clouds-or-shadows are,
+    CLOUD where the buffered clouds are (except dark projected pixels outside a cloud), NODATA
+    where probability or B8 is missing. ``crs`` fixes the 100 m / 20 m working grids' CRS
+    (default: the image's own projection). ``cloud_filter`` is accepted for the presets and
+    used only when searching.
+    """
+    ee = _ee()
+    layer = _layers(sr, prob, cld_prb_thresh=cld_prb_thresh, nir_drk_thresh=nir_drk_thresh,
+                    cld_prj_dist=cld_prj_dist, buffer=buffer, exact_buffer=exact_buffer, crs=crs)
+    shadow_only = layer["shadows"].And(layer["clouds"].Not())
+    codes = (ee.Image.constant(clouds.CLEAR)
+             .where(layer["union"], clouds.SHADOW)
+             .where(layer["cloud_final"].And(shadow_only.Not()), clouds.CLOUD)
+             .where(layer["valid"].Not(), clouds.NODATA))
+    return codes.toUint8().rename([MASK_BAND])
+
+
+def tutorial_mask(sr: Any, prob: Any, **params: Any) -> Any:
+    """The tutorial's ``cloudmask`` band: 1 for cloud or shadow (buffered), 0 for clear."""
+    codes = mask_codes(sr, prob, **params)
+    return codes.eq(clouds.CLOUD).Or(codes.eq(clouds.SHADOW)).rename(["cloudmask"])
+
+
+def masked_image(sr: Any, prob: Any, **params: Any) -> Any:
+    """``sr`` with every pixel that is not CLEAR masked (what the composite reduces)."""
+    return sr.updateMask(mask_codes(sr, prob, **params).eq(clouds.CLEAR))
+
+
+def joined_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60) -> Any:
+    """The tutorial's ``get_s2_sr_cld_col``: ``S2_SR_HARMONIZED`` over ``region`` and dates
+    (scene cloud cover <= ``cloud_filter`` %), each image carrying its probability image in the
+    ``s2cloudless`` property (``ee.Join.saveFirst`` on equal ``system:index``)."""
+    ee = _ee()
+    sr = (ee.ImageCollection(SR_COLLECTION).filterBounds(region).filterDate(start, end)
+          .filter(ee.Filter.lte("CLOUDY_PIXEL_PERCENTAGE", cloud_filter)))
+    prob = ee.ImageCollection(PROBABILITY_COLLECTION).filterBounds(region).filterDate(start, end)
+    join = ee.Join.saveFirst("s2cloudless")
+    condition = ee.Filter.equals(leftField="system:index", rightField="system:index")
+    return ee.ImageCollection(join.apply(primary=sr, secondary=prob, condition=condition))
+
+
+def masked_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60,
+                      **params: Any) -> Any:
+    """:func:`joined_collection` with every image masked by :func:`mask_codes` (server-side
+    ``map``; for continent-scale composites)."""
+    ee = _ee()
+    joined = joined_collection(region, start, end, cloud_filter=cloud_filter)
+    return joined.map(lambda img: masked_image(ee.Image(img), ee.Image(ee.Image(img)
+                                                                       .get("s2cloudless")),
+                                               **params))
+
+
+def scene_collection(indices: Sequence[str], **params: Any) -> Any:
+    """The masked images of the given ``system:index`` values, as one collection.
+
+    The graph lists every scene (no ``map``), so it can be evaluated offline; use it for AOIs
+    whose scenes came from a STAC search, :func:`masked_collection` for large regions.
+    """
+    ee = _ee()
+    if not indices:
+        raise EarthEngineError("no scenes to composite", where="scene_collection",
+                               fix="search scenes first (01_search) or widen the dates")
+    return ee.ImageCollection.fromImages([masked_image(*scene_images(i), **params)
+                                          for i in indices])
+
+
+def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
+                    policy: RetryPolicy | None = None) -> tuple[list[str], list[str]]:
+    """Which ``system:index`` values exist in both collections: one batched metadata query.
+
+    Returns ``(found, missing)`` in the order given. ``get_info`` evaluates the query (default
+    ``ee.ComputedObject.getInfo``; tests pass a stand-in); 429s / 5xx are retried.
+    """
+    ee = _ee()
+    ids = [str(i) for i in indices]
+    if not ids:
+        return [], []
+    query = ee.Dictionary({
+        name: ee.ImageCollection(collection).filter(ee.Filter.inList("system:index", ids))
+        .aggregate_array("system:index")
+        for name, collection in (("sr", SR_COLLECTION), ("probability", PROBABILITY_COLLECTION))
+    })
+    fetch = get_info or (lambda q: q.getInfo())
+    answer = call_with_backoff(fetch, query, what="matching scenes in Earth Engine",
+                               policy=policy)
+    both = set(answer.get("sr") or []) & set(answer.get("probability") or [])
+    return [i for i in ids if i in both], [i for i in ids if i not in both]

@@ -1,0 +1,213 @@
+"""An offline stand-in for Earth Engine's pixel and metadata requests, answered from local arrays.
+
+:class:`OfflineEarthEngine` has the two calls lcgee's Earth Engine code makes:
+
+* ``compute_pixels(request)`` takes the same request as ``ee.data.computePixels`` (an
+  ``expression``, ``fileFormat`` ``NUMPY_NDARRAY`` and a ``grid`` with ``dimensions``,
+  ``affineTransform`` and ``crsCode``), evaluates the serialized expression with
+  :mod:`lcgee.gee.offline` over the local arrays of the images it loads, and returns the
+  requested window as a structured array (one field per band), as the service does;
+* ``get_info(query)`` answers :func:`lcgee.gee.cloudmask.confirm_matches`' batched query from
+  the catalog of ``system:index`` values it can serve.
+
+Images come from a ``loader(asset_id) -> (bands, properties)`` on the emulator's grid; the
+demo uses :func:`stac_loader`, which reads the demo world's scenes through its STAC API
+(harmonized B8 digital numbers, SCL, s2cloudless probability). Whole results are cached per
+expression, so tiles of one image cost one evaluation. It stands in for the service in the
+demo (no credentials) and in tests; nothing here talks to Earth Engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lcgee.errors import DataError
+from lcgee.gee import cloudmask, offline
+from lcgee.grid import Grid
+
+__all__ = ["OfflineEarthEngine", "stac_loader", "demo_earth_engine", "request_grid", "Loader"]
+
+Loader = Callable[[str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+
+
+def request_grid(request: Mapping[str, Any]) -> Grid:
+    """The :class:`Grid` a computePixels request asks for."""
+    try:
+        spec = request["grid"]
+        t = spec["affineTransform"]
+        dims = spec["dimensions"]
+        transform = (float(t["scaleX"]), float(t.get("shearX", 0.0)), float(t["translateX"]),
+                     float(t.get("shearY", 0.0)), float(t["scaleY"]), float(t["translateY"]))
+        return Grid(str(spec["crsCode"]), transform, (int(dims["height"]), int(dims["width"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"not a computePixels grid ({exc})", where="compute_pixels request",
+                        fix="give grid.dimensions, grid.affineTransform and grid.crsCode") from exc
+
+
+def _graph(expression: Any) -> dict[str, Any]:
+    if hasattr(expression, "serialize"):
+        return json.loads(expression.serialize())
+    if isinstance(expression, str):
+        return json.loads(expression)
+    return dict(expression)
+
+
+def _load_ids(graph: Mapping[str, Any]) -> set[str]:
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            call = node.get("functionInvocationValue")
+            if isinstance(call, Mapping) and call.get("functionName") == "Image.load":
+                found.add(str(call["arguments"]["id"]["constantValue"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(graph)
+    return found
+
+
+class OfflineEarthEngine:
+    """Answers pixel requests on ``grid``'s CRS from arrays given by ``loader``.
+
+    ``catalog`` lists the ``system:index`` values present in both Sentinel-2 collections (for
+    :meth:`get_info`); ``None`` means every scene the loader can read.
+    """
+
+    def __init__(self, grid: Grid, loader: Loader, *, catalog: Sequence[str] | None = None
+                 ) -> None:
+        self.grid = grid
+        self.loader = loader
+        self.catalog = None if catalog is None else set(catalog)
+        self.requests = 0
+        self._results: dict[str, dict[str, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def _evaluate(self, graph: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            if key not in self._results:
+                images, properties = {}, {}
+                for asset_id in sorted(_load_ids(graph)):
+                    bands, props = self.loader(asset_id)
+                    images[asset_id] = bands
+                    properties[asset_id] = dict(props)
+                self._results[key] = offline.evaluate_graph(
+                    graph, images=images, properties=properties, grid=self.grid, masked=True)
+            return self._results[key]
+
+    def compute_pixels(self, request: Mapping[str, Any]) -> np.ndarray:
+        """``ee.data.computePixels`` on local arrays: a structured ``(height, width)`` array."""
+        with self._lock:
+            self.requests += 1
+        if request.get("fileFormat", "NUMPY_NDARRAY") != "NUMPY_NDARRAY":
+            raise DataError(f"file format {request.get('fileFormat')!r} is not emulated",
+                            where="compute_pixels", fix="ask for NUMPY_NDARRAY")
+        tile = request_grid(request)
+        result = self._evaluate(_graph(request["expression"]))
+        names = list(request.get("bandIds") or result)
+        layers = {}
+        for name in names:
+            band = result[name]
+            image = offline.OfflineImage([name], [np.asarray(band.data, dtype=np.float64)],
+                                         [~np.ma.getmaskarray(band)])
+            moved = offline.resample(image, self.grid, tile)
+            # The service returns 0 for masked pixels in NUMPY_NDARRAY.
+            layers[name] = np.where(moved.masks[0], moved.data[0], 0).astype(band.dtype)
+        out = np.zeros(tile.shape, dtype=[(n, layers[n].dtype) for n in names])
+        for name in names:
+            out[name] = layers[name]
+        return out
+
+    def get_info(self, query: Any) -> dict[str, list[str]]:
+        """Answer :func:`lcgee.gee.cloudmask.confirm_matches`' query from the catalog."""
+        graph = _graph(query)
+        text = json.dumps(graph)
+        if "AggregateFeatureCollection.array" not in text or "system:index" not in text:
+            raise DataError("only the scene-matching query is emulated", where="get_info",
+                            fix="use cloudmask.confirm_matches")
+        asked = _inlist_values(graph)
+        have = asked if self.catalog is None else [i for i in asked if i in self.catalog]
+        return {"sr": list(have), "probability": list(have)}
+
+
+def _inlist_values(graph: Mapping[str, Any]) -> list[str]:
+    values: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            call = node.get("functionInvocationValue")
+            if isinstance(call, Mapping) and call.get("functionName") in ("Filter.inList",
+                                                                        "Filter.listContains"):
+                for key in ("rightValue", "leftValue"):
+                    v = call["arguments"].get(key, {}).get("constantValue")
+                    if isinstance(v, list):
+                        values.extend(str(x) for x in v)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(graph)
+    return list(dict.fromkeys(values))
+
+
+def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024) -> Loader:
+    """A loader serving the items' Earth Engine images from a STAC API (the demo world).
+
+    ``COPERNICUS/S2_SR_HARMONIZED/<index>`` gives ``B8`` (harmonized digital numbers) and ``SCL``
+    with ``MEAN_SOLAR_AZIMUTH_ANGLE``; ``COPERNICUS/S2_CLOUD_PROBABILITY/<index>`` gives
+    ``probability``. Pixels without data are masked (NaN).
+    """
+    from lcgee.load import load_stack, reflectance
+    from lcgee.masks import load_probability
+    from lcgee.scenes import gee_index
+
+    by_index = {gee_index(it): it for it in items}
+
+    def load(asset_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        collection, _, index = asset_id.rpartition("/")
+        item = by_index.get(index)
+        if item is None or collection not in (cloudmask.SR_COLLECTION,
+                                              cloudmask.PROBABILITY_COLLECTION):
+            raise DataError(f"Image.load: Image asset '{asset_id}' not found",
+                            where="offline Earth Engine", fix="match scenes first")
+        if collection == cloudmask.PROBABILITY_COLLECTION:
+            prob, missing = load_probability(client, [item], grid, chunk=chunk)
+            if missing:
+                raise DataError(f"Image.load: Image asset '{asset_id}' not found",
+                                where="offline Earth Engine", fix="match scenes first")
+            return {"probability": prob.values[0]}, {}
+        ds = load_stack([item], grid, ["B08", "SCL"], chunk=chunk)
+        nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True).values[0]
+        dn = np.where(np.isnan(nir), np.nan, np.rint(nir.astype(np.float64) * 10000))
+        scl = np.where(np.isnan(nir), np.nan, ds["SCL"].values[0].astype(np.float64))
+        return {"B8": dn, "SCL": scl}, {
+            "MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0])}
+
+    return load
+
+
+def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024
+                      ) -> OfflineEarthEngine:
+    """An :class:`OfflineEarthEngine` over the demo world's scenes: its catalog holds the scenes
+    that have a probability layer in the STAC API (as Earth Engine holds those that have an
+    ``S2_CLOUD_PROBABILITY`` image)."""
+    from lcgee.masks import PROBABILITY_COLLECTION
+    from lcgee.scenes import gee_index
+    from lcgee.search import fetch_items
+
+    keys = [gee_index(it) for it in items]
+    have = {it.id for it in fetch_items(client, PROBABILITY_COLLECTION, keys, required=False)}
+    return OfflineEarthEngine(grid, stac_loader(client, items, grid, chunk=chunk),
+                              catalog=[k for k in keys if k in have])
