@@ -33,7 +33,8 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth", "mask_key"]
+           "quality_table", "compare_with_truth", "mask_key", "masks_by_source",
+           "earth_engine_options"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,49 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     return prob, missing
 
 
+def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
+                        cache_dir: Path | None = None, connection: Any = None, workers: int = 8,
+                        retries: int = 6, progress: bool = True
+                        ) -> tuple[xr.DataArray | None, list[Any]]:
+    """The ``gee`` source: masks computed in Earth Engine, downloaded onto the grid.
+
+    ``connection`` answers ``compute_pixels`` / ``get_info`` (an
+    :class:`lcgee.gee.emulator.OfflineEarthEngine` offline); None needs a live session
+    (:func:`lcgee.gee.session.init_live`), else an EarthEngineError saying how to authenticate.
+    """
+    from lcgee.gee import cloudmask, session
+    from lcgee.gee.retry import RetryPolicy
+
+    if connection is None and session.session_mode() != "live":
+        raise EarthEngineError("Earth Engine is not initialised, so its cloud masks cannot be "
+                               "downloaded", where="clouds.source: gee",
+                               fix=session.AUTH_HELP)
+    if connection is not None and session.session_mode() is None:
+        session.init_offline()  # graphs are built offline for the stand-in
+    if cache_dir is None:
+        import tempfile
+
+        cache_dir = Path(tempfile.gettempdir()) / "lcgee-ee-tiles"
+    got, left = cloudmask.download_masks(
+        items, grid, cloud_params(cfg), cache_dir=cache_dir,
+        compute=None if connection is None else connection.compute_pixels,
+        get_info=None if connection is None else connection.get_info,
+        workers=workers, policy=RetryPolicy(attempts=retries), progress=progress)
+    if left:
+        log.warning("%d scene(s) have no Earth Engine counterpart: %s", len(left),
+                    ", ".join(it.id for it in left[:5]))
+    if not got:
+        return None, list(items)
+    data = np.stack([m for _, m in got])
+    masks = xr.DataArray(data, dims=("time", "y", "x"),
+                         coords={"id": ("time", [i for i, _ in got]), **grid.coords()})
+    return masks.rename("cloud_mask").assign_attrs(source="gee"), left
+
+
 def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                  client: Any, chunk: int, engine: str) -> tuple[xr.DataArray | None, list[Any]]:
+                  client: Any, chunk: int, engine: str,
+                  earth_engine: dict[str, Any] | None = None
+                  ) -> tuple[xr.DataArray | None, list[Any]]:
     """Masks from one source for as many items as it can serve; returns (masks, left over)."""
     if source == "scl":
         ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
@@ -91,15 +133,18 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
                                    resolution=grid.resolution, tile=chunk, **cloud_params(cfg))
         return masks.assign_coords(id=ds["id"]), [it for it in items if it.id in set(missing)]
     if source == "gee":
-        raise EarthEngineError("the Earth Engine cloud source is not available in this version",
-                               where="clouds.source",
-                               fix="use clouds.source: local or scl (fallback: scl)")
+        return _earth_engine_masks(items, grid, cfg, **(earth_engine or {}))
     raise DataError(f"unknown cloud source {source!r}", where="clouds.source")
 
 
 def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
-                chunk: int = 1024, engine: str = "odc-stac") -> list[tuple[str, str, xr.DataArray]]:
-    """``(item id, source, mask)`` per item; the primary source first, then the fallback."""
+                chunk: int = 1024, engine: str = "odc-stac",
+                earth_engine: dict[str, Any] | None = None) -> list[tuple[str, str, xr.DataArray]]:
+    """``(item id, source, mask)`` per item; the primary source first, then the fallback.
+
+    ``earth_engine`` holds keyword arguments of the ``gee`` source (``cache_dir`` for the tile
+    cache, ``connection`` for an offline stand-in, ``workers``, ``retries``, ``progress``).
+    """
     out: list[tuple[str, str, xr.DataArray]] = []
     todo = list(items)
     for source in (cfg.source, cfg.fallback):
@@ -107,11 +152,11 @@ def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: A
             break
         try:
             masks, todo = _source_masks(source, todo, grid, cfg, client=client, chunk=chunk,
-                                        engine=engine)
-        except EarthEngineError:
+                                        engine=engine, earth_engine=earth_engine)
+        except EarthEngineError as exc:
             if source == cfg.fallback or cfg.fallback == "none":
                 raise
-            log.warning("cloud source %s unavailable; using %s", source, cfg.fallback)
+            log.warning("cloud source %s unavailable (%s); using %s", source, exc, cfg.fallback)
             continue
         if masks is not None:
             out += [(str(m["id"].item()), source, m) for m in masks.transpose("time", ...)]
@@ -196,20 +241,66 @@ def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, n
     return pd.DataFrame(rows)
 
 
+def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+                    chunk: int = 1024, earth_engine: dict[str, Any] | None = None,
+                    have: Sequence[tuple[str, str, xr.DataArray]] = ()
+                    ) -> dict[str, dict[str, np.ndarray]]:
+    """``{source: {item id: mask}}`` for ``scl``, ``local`` and (when ``earth_engine`` options
+    are given) ``gee``, each source alone (no fallback). Masks in ``have`` are reused."""
+    sources = ["scl", "local"] + (["gee"] if earth_engine is not None else [])
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for source in sources:
+        reuse = {i: m.values for i, s, m in have if s == source}
+        if len(reuse) == len(items):
+            out[source] = reuse
+            continue
+        one = cfg.model_copy(update={"source": source, "fallback": "none"})
+        try:
+            got = scene_masks(items, grid, one, client=client, chunk=chunk,
+                              earth_engine=earth_engine)
+        except (EarthEngineError, DataError) as exc:
+            log.warning("no %s masks to compare: %s", source, exc)
+            continue
+        out[source] = {i: m.values for i, _, m in got}
+    return out
+
+
+def earth_engine_options(params: Any, *, cache_dir: Path, client: Any = None,
+                         items: Sequence[Any] = (), grid: Grid | None = None,
+                         world: Any = None) -> tuple[dict[str, Any] | None, str]:
+    """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
+
+    With ``ee.project`` set: a live session (credentials as in
+    :func:`lcgee.gee.session.init_live`). Without it, on the demo world: the offline stand-in
+    :func:`lcgee.gee.emulator.demo_earth_engine` (the same graphs, evaluated locally). Otherwise
+    ``None`` (the ``gee`` source then reports how to authenticate and the fallback is used).
+    """
+    from lcgee.gee import emulator, session
+
+    common = {"cache_dir": cache_dir, "workers": params.ee.workers,
+              "retries": params.ee.retries}
+    if params.ee.project:
+        try:
+            session.init_live(params.ee.project)
+        except EarthEngineError as exc:
+            return None, f"Earth Engine unavailable: {exc}"
+        return common, f"Earth Engine (live, project {params.ee.project})"
+    if world is not None and grid is not None:
+        session.init_offline()
+        return ({**common, "connection": emulator.demo_earth_engine(client, items, grid)},
+                "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
+                "(no credentials needed)")
+    return None, "Earth Engine not configured: " + session.AUTH_HELP
+
+
 def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
                        client: Any, chunk: int = 1024,
-                       have: Sequence[tuple[str, str, xr.DataArray]] = ()) -> pd.DataFrame:
-    """:func:`quality_table` of the ``local`` and ``scl`` sources on the demo world.
+                       have: Sequence[tuple[str, str, xr.DataArray]] = (),
+                       earth_engine: dict[str, Any] | None = None) -> pd.DataFrame:
+    """:func:`quality_table` of the ``local``, ``scl`` (and ``gee``) sources on the demo world.
 
     Masks already computed (``have``, from the run's own source) are reused.
     """
-    by_source: dict[str, dict[str, np.ndarray]] = {}
-    for source in ("local", "scl"):
-        reuse = {i: m.values for i, s, m in have if s == source}
-        if len(reuse) == len(items):
-            by_source[source] = reuse
-            continue
-        one = cfg.model_copy(update={"source": source, "fallback": "none"})
-        by_source[source] = {i: m.values for i, _, m in scene_masks(items, grid, one,
-                                                                    client=client, chunk=chunk)}
-    return quality_table(world, grid, by_source)
+    return quality_table(world, grid, masks_by_source(items, grid, cfg, client=client,
+                                                      chunk=chunk, earth_engine=earth_engine,
+                                                      have=have))

@@ -36,9 +36,21 @@ items = search.fetch_items(client, p.stac.collection, table["id"])
 print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fallback!r}); "
       f"parameters {masks.cloud_params(p.clouds)}")
 
+# %% [markdown]
+# With `clouds.source: gee` the masks are computed by Earth Engine (s2cloudless probabilities
+# joined to `S2_SR_HARMONIZED`, shadows projected there) and downloaded onto this grid in tiles
+# (cached under `ee-tiles/`, so an interrupted run resumes). That needs `ee.project` and
+# credentials; on the demo world without them, an offline stand-in evaluates the same Earth
+# Engine graphs locally.
+
 # %%
+ee_options, ee_label = masks.earth_engine_options(
+    p, cache_dir=stage.folder("ee-tiles"), client=client, items=items, grid=stage.grid,
+    world=stage.world)
+print(ee_label)
 scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
-                                chunk=p.load.chunk, engine=p.load.engine)
+                                chunk=p.load.chunk, engine=p.load.engine,
+                                earth_engine=ee_options)
 paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
                           key=masks.mask_key(p.clouds, stage.grid))
 print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
@@ -58,14 +70,39 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
                         suptitle=f"{p.clouds.source} masks")
 
 # %% [markdown]
+# ## Three sources side by side
+# Sen2Cor's SCL, the tutorial's algorithm run here on the probability layer, and the same
+# algorithm computed by Earth Engine and downloaded onto the grid (clouds yellow, shadows
+# magenta). The last two should agree pixel for pixel; SCL misses thin clouds and most shadows.
+
+# %%
+pick = list(show[:: max(1, len(show) // 3)][:3])
+compare = masks.masks_by_source([items[i] for i in pick], stage.grid, p.clouds, client=client,
+                                chunk=p.load.chunk, earth_engine=ee_options, have=scene_masks)
+names = {"scl": "Sen2Cor SCL", "local": "s2cloudless (local)", "gee": "s2cloudless (Earth Engine)"}
+panels, overlays, labels = [], [], []
+for k, i in enumerate(pick):
+    for source, by_id in compare.items():
+        panels.append(rgb[list(show).index(i)])
+        overlays.append(by_id[items[i].id])
+        labels.append(f"{table.datetime[i]:%Y-%m-%d} · {names[source]}")
+fig = plots.image_panel(panels, labels, ncols=len(compare), size=3.5, overlays=overlays,
+                        suptitle="cloud masks by source")
+if "gee" in compare:
+    same = [np.array_equal(compare["gee"][items[i].id], compare["local"][items[i].id])
+            for i in pick]
+    print(f"Earth Engine masks equal to the local ones: {sum(same)} of {len(same)} scenes")
+
+# %% [markdown]
 # ## Mask quality against the demo world's truth
 # Only on the demo world (synthetic truth): precision, recall and balanced accuracy of cloud and
-# shadow for the s2cloudless + shadow mask and for SCL, pooled over all scenes.
+# shadow for each source, pooled over all scenes.
 
 # %%
 if stage.world is not None:
     quality = masks.compare_with_truth(stage.world, items, stage.grid, p.clouds,
-                                       client=client, chunk=p.load.chunk, have=scene_masks)
+                                       client=client, chunk=p.load.chunk, have=scene_masks,
+                                       earth_engine=ee_options)
     files.write_json(stage.path("mask_quality.json"), quality.to_dict(orient="records"))
     display(quality.pivot(index="kind", columns="source", values="balanced_accuracy"))
     display(quality)

@@ -64,16 +64,115 @@ for ax in axes:
 # %% [markdown]
 # ## Live Earth Engine
 # Needs `earthengine authenticate` (or a service-account key in
-# `GOOGLE_APPLICATION_CREDENTIALS`) and `ee.project` in the params.
+# `GOOGLE_APPLICATION_CREDENTIALS`) and `ee.project` in the params. What happens:
+#
+# * **No `ee.project` or no usable credentials**: one message says how to authenticate and the
+#   run goes on to the end. An offline run is a normal run (the demo and CI have no Earth Engine
+#   account); the dry run above is its result.
+# * **Credentials accepted**: the live step was asked for, so a later failure (a refused
+#   request, quota or server errors still there after `ee.retries` attempts with backoff, an
+#   export that cannot start) stops the run with its message rather than being skipped quietly.
+# * The held-out region is fetched at full resolution only when one interactive request can hold
+#   it (48 MB, 32,768 px a side); otherwise the message points to the export task. The map below
+#   is drawn tile by tile and has no such limit.
+# * Export tasks cover the whole grid (`ee.export_to`, `ee.export_path`, `ee.max_pixels`, split
+#   into `ee.export_split` tiles) and are started only with `ee.start_export: true`.
 
 # %%
-if p.ee.project:
-    from lcgee.gee import session
+from lcgee.errors import EarthEngineError, MissingDependencyError
+from lcgee.gee import live, session
 
-    session.init_live(p.ee.project)
-    print("Earth Engine initialised; build the composite server-side and export with "
-          "lcgee.gee.classify.export_task")
+live_ready = False
+if not p.ee.project:
+    print(f"Live Earth Engine step skipped: no ee.project in the params. To enable it, "
+          f"{session.AUTH_HELP}.")
 else:
-    print("No ee.project in the params: the offline dry run above is all that ran. To classify "
-          "in Earth Engine: run `earthengine authenticate` (or set GOOGLE_APPLICATION_CREDENTIALS "
-          "to a service-account key) and set ee.project.")
+    try:
+        session.init_live(p.ee.project)
+        live_ready = True
+        print(f"Earth Engine initialised for project {p.ee.project!r}")
+    except EarthEngineError as exc:  # credentials or project missing: say how, keep the run
+        print(f"Live Earth Engine step skipped. {exc}")
+
+# %% [markdown]
+# ### Classify the server-side composite
+# The composite is built in Earth Engine from `COPERNICUS/S2_SR_HARMONIZED` with this run's
+# dates, bands and compositing. Trees too large for one request are uploaded once as table
+# assets (under a hash of the model, so a retrained model never reads old trees).
+
+# %%
+if live_ready:
+    from lcgee.gee import classify
+    from lcgee.gee import composite as gee_composite
+
+    policy = live.policy_for(p.ee)
+    trees_table = None
+    if result["route"] == "table-asset":
+        trees_table = live.ensure_trees_table(spec, live.trees_asset_for(p.ee, p.name),
+                                              policy=policy)
+    classified = live.classify_live(spec, gee_composite.composite_for_params(p, stage.grid),
+                                    stage.grid, mode=p.ee.output_mode, trees_table=trees_table,
+                                    available_bands=live.composite_bands(p, spec))
+
+# %% [markdown]
+# ### Earth Engine (live) next to the local map, held-out region
+# The trees are exact (dry run above); differences here come from the inputs: Earth Engine's
+# scenes, cloud masks and composite against this run's local ones.
+
+# %%
+ee_pixels = None
+if live_ready:
+    try:
+        live.check_interactive(result["region"])
+    except EarthEngineError as exc:  # too large for one request: the export below has it all
+        print(exc)
+    else:
+        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy)
+        agreement = live.compare_maps(ee_pixels, result["local_map"])
+        print(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
+              f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without a "
+              "server-side composite")
+
+# %%
+if ee_pixels is not None:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    plots.class_map(axes[0], result["local_map"], result["region"], legend=False,
+                    title="local map (lcgee predictor)")
+    plots.class_map(axes[1], ee_pixels, result["region"], title="Earth Engine, live")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+# %% [markdown]
+# ### Interactive map
+# The classification over the whole AOI, with ESA WorldCover v200 as a reference layer (switch
+# it on in the layer control). Needs geemap: `pip install 'lcgee[maps]'`.
+
+# %%
+ee_view = None
+if live_ready:
+    try:
+        ee_view = live.ee_map(classified, stage.grid)
+    except MissingDependencyError as exc:  # geemap is optional: the map is a viewer only
+        print(exc)
+ee_view
+
+# %% [markdown]
+# ### Export tasks
+# One task per tile, on exactly the run's grid (CRS, transform, dimensions), with `maxPixels`;
+# ids and states are read back from Earth Engine. Follow running tasks in the Code Editor's
+# Tasks tab or with `live.task_table(tasks)`.
+
+# %%
+export_table = None
+if live_ready:
+    tasks = classify.export_task(classified, stage.grid, to=p.ee.export_to,
+                                 path=live.export_path_for(p.ee, p.name),
+                                 max_pixels=int(p.ee.max_pixels), split=p.ee.export_split,
+                                 description=f"lcgee_{p.name}")
+    if p.ee.start_export:
+        export_table = live.start_tasks(tasks, policy=policy)
+    else:
+        export_table = live.task_table(tasks)
+        print("export tasks built, not started: set ee.start_export: true to start them")
+export_table

@@ -215,3 +215,41 @@ def test_emulator_answers_tiles_of_the_whole_mask(scenes):
                  "crsCode": tile.crs}})
     assert out.dtype.names == (cloudmask.MASK_BAND,)
     assert np.array_equal(out[cloudmask.MASK_BAND], local[100:190, 40:170])
+
+
+def test_gee_source_equals_local_source_and_resumes(scenes, tmp_path):
+    """The stage's `gee` source through the stand-in: equal to the `local` source on every
+    scene; a scene Earth Engine lacks falls back; a rerun is served from the tile cache."""
+    from lcgee.params import CloudParams
+
+    grid, items, client = scenes["grid"], scenes["items"], scenes["client"]
+    stub = emulator.demo_earth_engine(client, items, grid)
+    stub.catalog.discard(gee_index(items[2]))  # Earth Engine has no counterpart for this one
+    cfg = CloudParams(source="gee", fallback="local", preset="aggressive")
+    ee_args = {"connection": stub, "cache_dir": tmp_path, "workers": 3, "progress": False}
+    got = masks.scene_masks(items, grid, cfg, client=client, chunk=128, earth_engine=ee_args)
+    local = masks.scene_masks(items, grid, cfg.model_copy(update={"source": "local"}),
+                              client=client, chunk=128)
+    assert [i for i, _, _ in got] == [it.id for it in items]
+    assert [s for _, s, _ in got] == ["gee", "gee", "local", "gee", "gee", "gee"]
+    for (_, _, a), (_, _, b) in zip(got, local, strict=True):
+        assert np.array_equal(a.values, b.values)
+    first = stub.requests
+    assert first >= 5
+    again = masks.scene_masks(items, grid, cfg, client=client, chunk=128, earth_engine=ee_args)
+    assert stub.requests == first  # every tile came from the cache
+    assert all(np.array_equal(a.values, b.values) for (_, _, a), (_, _, b) in zip(got, again))
+
+
+def test_gee_source_without_credentials_falls_back_or_stops(scenes, caplog):
+    from lcgee.params import CloudParams
+
+    grid, items, client = scenes["grid"], scenes["items"][:2], scenes["client"]
+    session.init_offline()  # no live session
+    cfg = CloudParams(source="gee", fallback="scl")
+    got = masks.scene_masks(items, grid, cfg, client=client, chunk=128)
+    assert [s for _, s, _ in got] == ["scl", "scl"]
+    assert "earthengine authenticate" in caplog.text
+    with pytest.raises(EarthEngineError, match="earthengine authenticate"):
+        masks.scene_masks(items, grid, cfg.model_copy(update={"fallback": "none"}),
+                          client=client, chunk=128)

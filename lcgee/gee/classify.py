@@ -47,6 +47,7 @@ __all__ = [
     "classifier_for_class",
     "class_score",
     "classify_image",
+    "scores_to_labels",
     "classification_graph",
     "placeholder_composite",
     "PLACEHOLDER_ID",
@@ -203,7 +204,7 @@ def class_score(features_image: Any, classifier: Any, n_trees: int, mode: str, n
     return out.rename([name])
 
 
-def _scores_to_labels(scores: Sequence[Any], class_values: Sequence[int]) -> Any:
+def scores_to_labels(scores: Sequence[Any], class_values: Sequence[int]) -> Any:
     ee = _ee()
     bad = [v for v in class_values if not 0 <= int(v) <= 255]
     if bad:
@@ -225,7 +226,7 @@ def classify_image(features_image: Any, spec: EEClassifierSpec, *,
     scores = [class_score(features_image, classifier_for_class(trees, mode), len(trees), mode,
                           f"score_{k}")
               for k, trees in enumerate(spec.trees)]
-    return _scores_to_labels(scores, spec.class_values)
+    return scores_to_labels(scores, spec.class_values)
 
 
 def placeholder_composite() -> Any:
@@ -370,7 +371,7 @@ def export_task(image: Any, grid_or_region: Any, *, to: str = "asset", path: str
             task = ee.batch.Export.image.toDrive(image, folder=target, fileNamePrefix=name,
                                                  **kwargs)
         else:
-            bucket, _, prefix = target.partition("/")
+            bucket, _, prefix = target.removeprefix("gs://").partition("/")
             task = ee.batch.Export.image.toCloudStorage(image, bucket=bucket,
                                                         fileNamePrefix=prefix or name, **kwargs)
         summary = {"type": "EXPORT_IMAGE", "destination": to, "description": name,

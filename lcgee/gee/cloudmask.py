@@ -47,6 +47,7 @@ __all__ = [
     "masked_collection",
     "scene_collection",
     "confirm_matches",
+    "download_masks",
 ]
 
 SR_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
@@ -205,3 +206,37 @@ def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
                                policy=policy)
     both = set(answer.get("sr") or []) & set(answer.get("probability") or [])
     return [i for i in ids if i in both], [i for i in ids if i not in both]
+
+
+def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
+                   cache_dir: Any, compute: Any = None, get_info: Any = None, workers: int = 8,
+                   policy: RetryPolicy | None = None, progress: bool = True
+                   ) -> tuple[list[tuple[str, Any]], list[Any]]:
+    """Masks of the items computed in Earth Engine and downloaded onto ``grid``.
+
+    Matches the items to Earth Engine scenes (:func:`lcgee.gee_index`, confirmed with one
+    batched query), then downloads each scene's :func:`mask_codes` (working grids in the grid's
+    CRS) with :func:`lcgee.gee.download.download_image`: tiles within the request limits, at
+    most ``workers`` requests in flight, retries with backoff, tiles cached under ``cache_dir``
+    so an interrupted run resumes. ``compute`` / ``get_info`` default to the live service
+    (``ee.data.computePixels`` / ``getInfo``); :mod:`lcgee.gee.emulator` provides stand-ins.
+
+    Returns ``([(item id, uint8 mask), ...], items without an Earth Engine counterpart)``.
+    """
+    from lcgee.gee.download import download_image
+    from lcgee.scenes import gee_index
+
+    keys = [gee_index(it) for it in items]
+    found, _ = confirm_matches(keys, get_info=get_info, policy=policy)
+    have = set(found)
+    out = []
+    for item, key in zip(items, keys, strict=True):
+        if key not in have:
+            continue
+        image = mask_codes(*scene_images(key), crs=grid.crs, **cloud)
+        arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
+                             band_ids=[MASK_BAND], compute=compute, workers=workers,
+                             policy=policy, progress=progress,
+                             description=f"Earth Engine mask {key}")
+        out.append((item.id, arr[0]))
+    return out, [it for it, key in zip(items, keys, strict=True) if key not in have]

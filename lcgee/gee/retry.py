@@ -35,7 +35,9 @@ TRANSIENT_STATUS: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 _TRANSIENT_TEXT = re.compile(
     r"\b(429|500|502|503|504)\b|too many (concurrent )?(requests|aggregations)|rate ?limit"
-    r"|resource ?exhausted|quota exceeded|service unavailable|internal error|backend error"
+    r"|resource (has been )?exhausted|resource_exhausted|quota exceeded|service unavailable"
+    r"|service is currently unavailable|internal (server )?error|bad gateway|gateway timeout"
+    r"|backend error"
     r"|timed? ?out|deadline exceeded|temporarily unavailable|connection (reset|aborted)",
     re.IGNORECASE)
 

@@ -1,0 +1,171 @@
+"""The composite built inside Earth Engine, the way :mod:`lcgee.features` builds it locally.
+
+``S2_SR_HARMONIZED`` scenes masked with the s2cloudless + shadow mask
+(:mod:`lcgee.gee.cloudmask`, same parameters as the run's ``clouds`` section), reduced with the
+run's ``composite.method``:
+
+* ``median`` -- per band median of the clear observations (``ImageCollection.median``);
+* ``best`` -- all bands from the clear observation with the lowest cloud probability
+  (``qualityMosaic`` on minus the probability);
+* ``monthly`` -- a median per calendar month, bands and indices prefixed ``mYYYYMM_`` as in
+  the local feature stack.
+
+The result holds reflectance (digital numbers / 10,000) with lcgee band names (``B02``...), so
+:func:`lcgee.gee.classify.feature_image` adds the indices from the same definitions as locally.
+
+Two ways to choose the scenes: :func:`composite_for_params` searches Earth Engine by area,
+dates and scene cloud cover (``filterBounds`` + ``filterDate`` + the tutorial's join, for
+regions of any size), :func:`scene_composite` takes the ``system:index`` list of the run's STAC
+search (the same scenes as the local composite; its graph can be evaluated offline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from lcgee import indices as _indices
+from lcgee.errors import ParamsError
+from lcgee.gee import cloudmask
+from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, EEOps
+
+__all__ = ["METHODS", "reduce_collection", "scene_composite", "composite_for_params",
+           "monthly_features"]
+
+METHODS = ("median", "best", "monthly")
+_QUALITY = "lcgee_quality"
+
+
+def _ee() -> Any:
+    import ee
+
+    return ee
+
+
+def _check(method: str, bands: Sequence[str]) -> list[str]:
+    if method not in METHODS:
+        raise ParamsError(f"unknown composite method {method!r}", where="composite.method",
+                          fix=f"use one of {', '.join(METHODS)}")
+    unknown = [b for b in bands if b not in PC_TO_EE_BANDS]
+    if unknown:
+        raise ParamsError(f"bands {unknown} are not Sentinel-2 bands", where="features.bands",
+                          fix=f"choose from {', '.join(S2_BANDS)}")
+    return list(bands)
+
+
+def _to_reflectance(image: Any, bands: Sequence[str]) -> Any:
+    return image.select([PC_TO_EE_BANDS[b] for b in bands], list(bands)).divide(10000)
+
+
+def _with_quality(sr: Any, prob: Any, params: dict[str, Any]) -> Any:
+    """The masked scene plus minus its cloud probability (for ``qualityMosaic``)."""
+    quality = prob.select("probability").multiply(-1).rename([_QUALITY])
+    return cloudmask.masked_image(sr, prob, **params).addBands(quality)
+
+
+def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any:
+    """``median`` or ``best`` of a collection of masked ``S2_SR_HARMONIZED`` images, as
+    reflectance with lcgee band names (``monthly``: see :func:`monthly_features`)."""
+    bands = _check(method, bands)
+    ee_bands = [PC_TO_EE_BANDS[b] for b in bands]
+    if method == "median":
+        return _to_reflectance(collection.select(ee_bands).median(), bands)
+    if method == "best":
+        return _to_reflectance(collection.qualityMosaic(_QUALITY), bands)
+    raise ParamsError("the monthly composite is a feature stack", where="composite.method",
+                      fix="use monthly_features for method 'monthly'")
+
+
+def _months(start: dt.date, end: dt.date) -> list[tuple[str, str, str]]:
+    """``(prefix, first day, first day of next month)`` for each calendar month touched."""
+    out = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        nxt = (year + month // 12, month % 12 + 1)
+        out.append((f"m{year:04d}{month:02d}_", f"{year:04d}-{month:02d}-01",
+                    f"{nxt[0]:04d}-{nxt[1]:02d}-01"))
+        year, month = nxt
+    return out
+
+
+def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Sequence[str],
+                     index_names: Sequence[str]) -> Any:
+    """Median per calendar month with the indices, bands named ``mYYYYMM_<band>`` (as the
+    local ``monthly`` feature stack). Months without scenes give fully masked bands."""
+    ee = _ee()
+    bands = _check("monthly", bands)
+    layers = []
+    for prefix, first, nxt in _months(start, end):
+        month = reduce_collection(collection.filterDate(first, nxt), "median", bands)
+        stack = _with_indices(month, bands, index_names)
+        names = list(bands) + list(index_names)
+        layers.append(stack.select(names, [prefix + n for n in names]))
+    return ee.Image.cat(layers)
+
+
+def _with_indices(image: Any, bands: Sequence[str], index_names: Sequence[str]) -> Any:
+    ee = _ee()
+    ops = EEOps()
+    per_band = {b: image.select([b]) for b in bands}
+    layers = [image]
+    for name in index_names:
+        index = _indices.INDICES[name]
+        layers.append(ops._img(_indices.evaluate(index, per_band, ops=ops)).rename([name]))
+    return ee.Image.cat(layers)
+
+
+def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
+                    bands: Sequence[str] = S2_BANDS, cloud: dict[str, Any] | None = None,
+                    crs: str | None = None, dates: tuple[dt.date, dt.date] | None = None,
+                    index_names: Sequence[str] = ()) -> Any:
+    """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
+    search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters
+    (:func:`lcgee.masks.cloud_params`); ``crs`` pins the mask's working grids."""
+    ee = _ee()
+    cloud = dict(cloud or {})
+    _check(method, bands)
+    images = []
+    for index in scene_indices:
+        sr, prob = cloudmask.scene_images(index)
+        images.append(_with_quality(sr, prob, {**cloud, "crs": crs}) if method == "best"
+                      else cloudmask.masked_image(sr, prob, crs=crs, **cloud))
+    collection = ee.ImageCollection.fromImages(images)
+    if method == "monthly":
+        if dates is None:
+            raise ParamsError("a monthly composite needs the dates", where="scene_composite",
+                              fix="pass dates=(start, end)")
+        return monthly_features(collection, dates[0], dates[1], bands, index_names)
+    return reduce_collection(collection, method, bands)
+
+
+def composite_for_params(params: Any, grid: Any) -> Any:
+    """The run's composite over ``grid`` searched in Earth Engine (any region size).
+
+    Scenes: ``S2_SR_HARMONIZED`` over the grid's lon/lat box and the run's dates with
+    ``CLOUDY_PIXEL_PERCENTAGE <= stac.max_cloud_cover``, joined with their s2cloudless
+    probabilities; masked with the run's cloud parameters; reduced with
+    ``composite.method``. Returns reflectance with lcgee band names (``features.bands``), or the
+    monthly feature stack.
+    """
+    ee = _ee()
+    from lcgee.masks import cloud_params
+
+    cloud = cloud_params(params.clouds)
+    region = ee.Geometry.Rectangle(list(grid.lonlat_bbox), "EPSG:4326", False)
+    start = params.dates.start
+    end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
+    method = params.composite.method
+    bands = list(params.features.bands)
+    if method == "best":
+        base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
+                                           cloud_filter=params.stac.max_cloud_cover)
+        collection = base.map(lambda img: _with_quality(
+            ee.Image(img), ee.Image(ee.Image(img).get("s2cloudless")), cloud))
+        return reduce_collection(collection, "best", bands)
+    collection = cloudmask.masked_collection(region, start.isoformat(), end.isoformat(),
+                                             cloud_filter=params.stac.max_cloud_cover, **cloud)
+    if method == "monthly":
+        return monthly_features(collection, params.dates.start, params.dates.end, bands,
+                                list(params.features.indices))
+    return reduce_collection(collection, "median", bands)
