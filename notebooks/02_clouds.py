@@ -39,13 +39,13 @@ print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fall
 # %% [markdown]
 # With `clouds.source: gee` the masks are computed by Earth Engine (s2cloudless probabilities
 # joined to `S2_SR_HARMONIZED`, shadows projected there) and downloaded onto this grid in tiles
-# (cached under `ee-tiles/`, so an interrupted run resumes). That needs `ee.project` and
+# (cached under `.cache/ee-tiles/`, so an interrupted run resumes). That needs `ee.project` and
 # credentials; on the demo world without them, an offline stand-in evaluates the same Earth
 # Engine graphs locally.
 
 # %%
 ee_options, ee_label = masks.earth_engine_options(
-    p, cache_dir=stage.folder("ee-tiles"), client=client, items=items, grid=stage.grid,
+    p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
     world=stage.world)
 print(ee_label)
 scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,

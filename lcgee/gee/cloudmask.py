@@ -223,20 +223,22 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
 
     Returns ``([(item id, uint8 mask), ...], items without an Earth Engine counterpart)``.
     """
+    from tqdm.std import tqdm
+
     from lcgee.gee.download import download_image
     from lcgee.scenes import gee_index
 
     keys = [gee_index(it) for it in items]
     found, _ = confirm_matches(keys, get_info=get_info, policy=policy)
     have = set(found)
+    todo = [(item, key) for item, key in zip(items, keys, strict=True) if key in have]
     out = []
-    for item, key in zip(items, keys, strict=True):
-        if key not in have:
-            continue
+    for item, key in tqdm(todo, desc="Earth Engine masks", unit="scene",
+                          disable=not progress or len(todo) < 2):
         image = mask_codes(*scene_images(key), crs=grid.crs, **cloud)
         arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
                              band_ids=[MASK_BAND], compute=compute, workers=workers,
-                             policy=policy, progress=progress,
+                             policy=policy, progress=progress and len(todo) < 2,
                              description=f"Earth Engine mask {key}")
         out.append((item.id, arr[0]))
     return out, [it for it, key in zip(items, keys, strict=True) if key not in have]

@@ -68,9 +68,8 @@ def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any
     """``median`` or ``best`` of a collection of masked ``S2_SR_HARMONIZED`` images, as
     reflectance with lcgee band names (``monthly``: see :func:`monthly_features`)."""
     bands = _check(method, bands)
-    ee_bands = [PC_TO_EE_BANDS[b] for b in bands]
-    if method == "median":
-        return _to_reflectance(collection.select(ee_bands).median(), bands)
+    if method == "median":  # per band, so selecting after reducing is the same
+        return _to_reflectance(collection.median(), bands)
     if method == "best":
         return _to_reflectance(collection.qualityMosaic(_QUALITY), bands)
     raise ParamsError("the monthly composite is a feature stack", where="composite.method",

@@ -162,13 +162,16 @@ def _inlist_values(graph: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024) -> Loader:
+def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024,
+                bands: Sequence[str] = ("B08",)) -> Loader:
     """A loader serving the items' Earth Engine images from a STAC API (the demo world).
 
-    ``COPERNICUS/S2_SR_HARMONIZED/<index>`` gives ``B8`` (harmonized digital numbers) and ``SCL``
-    with ``MEAN_SOLAR_AZIMUTH_ANGLE``; ``COPERNICUS/S2_CLOUD_PROBABILITY/<index>`` gives
+    ``COPERNICUS/S2_SR_HARMONIZED/<index>`` gives ``bands`` (lcgee names, served under Earth
+    Engine's: ``B08`` -> ``B8``; harmonized digital numbers) and ``SCL`` with
+    ``MEAN_SOLAR_AZIMUTH_ANGLE``; ``COPERNICUS/S2_CLOUD_PROBABILITY/<index>`` gives
     ``probability``. Pixels without data are masked (NaN).
     """
+    from lcgee.gee.classify import PC_TO_EE_BANDS
     from lcgee.load import load_stack, reflectance
     from lcgee.masks import load_probability
     from lcgee.scenes import gee_index
@@ -188,12 +191,14 @@ def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1
                 raise DataError(f"Image.load: Image asset '{asset_id}' not found",
                                 where="offline Earth Engine", fix="match scenes first")
             return {"probability": prob.values[0]}, {}
-        ds = load_stack([item], grid, ["B08", "SCL"], chunk=chunk)
-        nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True).values[0]
-        dn = np.where(np.isnan(nir), np.nan, np.rint(nir.astype(np.float64) * 10000))
-        scl = np.where(np.isnan(nir), np.nan, ds["SCL"].values[0].astype(np.float64))
-        return {"B8": dn, "SCL": scl}, {
-            "MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0])}
+        wanted = list(dict.fromkeys(["B08", *bands]))
+        ds = load_stack([item], grid, [*wanted, "SCL"], chunk=chunk)
+        refl = reflectance(ds, wanted).values[0].astype(np.float64)
+        out = {PC_TO_EE_BANDS[b]: np.where(np.isnan(r), np.nan, np.rint(r * 10000))
+               for b, r in zip(wanted, refl, strict=True)}
+        nir = out["B8"]
+        out["SCL"] = np.where(np.isnan(nir), np.nan, ds["SCL"].values[0].astype(np.float64))
+        return out, {"MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0])}
 
     return load
 
