@@ -33,8 +33,7 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth", "mask_key", "masks_by_source",
-           "earth_engine_options"]
+           "quality_table", "compare_with_truth", "mask_key", "masks_by_source"]
 
 log = logging.getLogger(__name__)
 
@@ -263,34 +262,6 @@ def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, clien
             continue
         out[source] = {i: m.values for i, _, m in got}
     return out
-
-
-def earth_engine_options(params: Any, *, cache_dir: Path, client: Any = None,
-                         items: Sequence[Any] = (), grid: Grid | None = None,
-                         world: Any = None) -> tuple[dict[str, Any] | None, str]:
-    """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
-
-    With ``ee.project`` set: a live session (credentials as in
-    :func:`lcgee.gee.session.init_live`). Without it, on the demo world: the offline stand-in
-    :func:`lcgee.gee.emulator.demo_earth_engine` (the same graphs, evaluated locally). Otherwise
-    ``None`` (the ``gee`` source then reports how to authenticate and the fallback is used).
-    """
-    from lcgee.gee import emulator, session
-
-    common = {"cache_dir": cache_dir, "workers": params.ee.workers,
-              "retries": params.ee.retries}
-    if params.ee.project:
-        try:
-            session.init_live(params.ee.project)
-        except EarthEngineError as exc:
-            return None, f"Earth Engine unavailable: {exc}"
-        return common, f"Earth Engine (live, project {params.ee.project})"
-    if world is not None and grid is not None:
-        session.init_offline()
-        return ({**common, "connection": emulator.demo_earth_engine(client, items, grid)},
-                "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
-                "(no credentials needed)")
-    return None, "Earth Engine not configured: " + session.AUTH_HELP
 
 
 def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,

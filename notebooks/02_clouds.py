@@ -26,6 +26,7 @@ import pandas as pd
 
 import lcgee
 from lcgee import files, load, masks, plots, search
+from lcgee.gee import emulator
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
@@ -44,7 +45,7 @@ print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fall
 # Engine graphs locally.
 
 # %%
-ee_options, ee_label = masks.earth_engine_options(
+ee_options, ee_label = emulator.earth_engine_options(
     p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
     world=stage.world)
 print(ee_label)

@@ -23,15 +23,17 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lcgee.errors import DataError
+from lcgee.errors import DataError, EarthEngineError
 from lcgee.gee import cloudmask, offline
 from lcgee.grid import Grid
 
-__all__ = ["OfflineEarthEngine", "stac_loader", "demo_earth_engine", "request_grid", "Loader"]
+__all__ = ["OfflineEarthEngine", "stac_loader", "demo_earth_engine", "earth_engine_options",
+           "request_grid", "Loader"]
 
 Loader = Callable[[str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 
@@ -216,3 +218,31 @@ def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: i
     have = {it.id for it in fetch_items(client, PROBABILITY_COLLECTION, keys, required=False)}
     return OfflineEarthEngine(grid, stac_loader(client, items, grid, chunk=chunk),
                               catalog=[k for k in keys if k in have])
+
+
+def earth_engine_options(params: Any, *, cache_dir: Path, client: Any = None,
+                         items: Sequence[Any] = (), grid: Grid | None = None,
+                         world: Any = None) -> tuple[dict[str, Any] | None, str]:
+    """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
+
+    With ``ee.project`` set: a live session (credentials as in
+    :func:`lcgee.gee.session.init_live`). Without it, on the demo world: the offline stand-in
+    :func:`lcgee.gee.emulator.demo_earth_engine` (the same graphs, evaluated locally). Otherwise
+    ``None`` (the ``gee`` source then reports how to authenticate and the fallback is used).
+    """
+    from lcgee.gee import session
+
+    common = {"cache_dir": cache_dir, "workers": params.ee.workers,
+              "retries": params.ee.retries}
+    if params.ee.project:
+        try:
+            session.init_live(params.ee.project)
+        except EarthEngineError as exc:
+            return None, f"Earth Engine unavailable: {exc}"
+        return common, f"Earth Engine (live, project {params.ee.project})"
+    if world is not None and grid is not None:
+        session.init_offline()
+        return ({**common, "connection": demo_earth_engine(client, items, grid)},
+                "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
+                "(no credentials needed)")
+    return None, "Earth Engine not configured: " + session.AUTH_HELP
