@@ -32,3 +32,15 @@ def small_server(small_world):
 
     with DemoServer(small_world.root) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def small_search(small_server, small_world):
+    """``(client, items)``: every scene of the small world, found through its STAC API."""
+    from lcgee import search
+
+    client = search.open_client(small_server.stac_url)
+    found = search.search_scenes(client, collection="sentinel-2-l2a",
+                                 bbox=small_world.grid.lonlat_bbox,
+                                 datetime="2021-04-01/2022-09-30")
+    return client, found.items

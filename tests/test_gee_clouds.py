@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from lcgee import clouds, load, masks, search
+from lcgee import clouds, load, masks
 from lcgee.errors import EarthEngineError
 from lcgee.gee import cloudmask, emulator, offline, session
 from lcgee.gee.retry import RetryPolicy
 from lcgee.scenes import gee_index
 
-DATES = "2021-04-01/2022-09-30"
 NO_WAIT = RetryPolicy(sleep=lambda s: None, seed=0)
 
 
@@ -25,12 +24,10 @@ def _offline_session():
 
 
 @pytest.fixture(scope="module")
-def scenes(small_server, small_world):
+def scenes(small_search, small_world):
     """Six scenes (one with a nodata wedge) read through the STAC API: arrays on the grid."""
-    client = search.open_client(small_server.stac_url)
-    found = search.search_scenes(client, collection="sentinel-2-l2a",
-                                 bbox=small_world.grid.lonlat_bbox, datetime=DATES)
-    items = found.items[:6]
+    client, found = small_search
+    items = found[:6]
     grid = small_world.grid
     prob, missing = masks.load_probability(client, items, grid, chunk=128)
     assert not missing
@@ -111,7 +108,7 @@ def test_comparison_is_sensitive_to_the_sun_direction(scenes):
 def test_graph_uses_the_tutorial_scales_and_radii(preset, buffer_px):
     params = dict(clouds.PRESETS[preset])
     graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images("X"), **params).serialize())
-    calls = _calls(graph)
+    calls = list(offline.invocations(graph))
     assert {"Image.directionalDistanceTransform", "Image.focalMin", "Image.focalMax",
             "Image.reproject", "Element.get"} <= {c["functionName"] for c in calls}
     scales = sorted({c["arguments"]["scale"]["constantValue"] for c in calls
@@ -126,24 +123,6 @@ def test_graph_uses_the_tutorial_scales_and_radii(preset, buffer_px):
     assert any(json.dumps(params["cld_prb_thresh"]) in json.dumps(t) for t in thresholds)
     # The tutorial's projection when no CRS is pinned.
     assert "Image.projection" in {c["functionName"] for c in calls}
-
-
-def _calls(graph):
-    out = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            call = node.get("functionInvocationValue")
-            if isinstance(call, dict) and "functionName" in call:
-                out.append(call)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(graph)
-    return out
 
 
 def test_joined_collection_uses_the_tutorial_join():
@@ -253,3 +232,34 @@ def test_gee_source_without_credentials_falls_back_or_stops(scenes, caplog):
     with pytest.raises(EarthEngineError, match="earthengine authenticate"):
         masks.scene_masks(items, grid, cfg.model_copy(update={"fallback": "none"}),
                           client=client, chunk=128)
+
+
+def test_offline_evaluator_refuses_what_it_cannot_evaluate(scenes):
+    from lcgee.errors import DataError
+
+    grid = scenes["grid"]
+    idx, images, props = _sources(scenes, 0)
+    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid.crs,
+                                            **dict(clouds.TUTORIAL)).serialize())
+    with pytest.raises(DataError, match="grid="):  # reprojecting needs the sources' grid
+        offline.evaluate_graph(graph, images=images, properties=props)
+    with pytest.raises(DataError, match="MEAN_SOLAR_AZIMUTH_ANGLE"):
+        offline.evaluate_graph(graph, images=images, grid=grid)
+    with pytest.raises(DataError, match="no arrays"):
+        offline.evaluate_graph(graph, images=images, grid=grid,
+                               properties={**props, "other/image": {"a": 1}})
+    import ee
+
+    square = ee.Image(f"{cloudmask.SR_COLLECTION}/{idx}").select("B8").focalMax(2, "square")
+    with pytest.raises(offline.UnsupportedOperationError, match="circle"):
+        offline.evaluate_graph(json.loads(square.serialize()), images=images, grid=grid)
+
+
+def test_emulator_refuses_malformed_requests(scenes):
+    from lcgee.errors import DataError
+
+    stub = emulator.OfflineEarthEngine(scenes["grid"], lambda asset_id: ({}, {}))
+    with pytest.raises(DataError, match="affineTransform"):
+        stub.compute_pixels({"expression": {}, "grid": {"dimensions": {"width": 2}}})
+    with pytest.raises(DataError, match="NUMPY_NDARRAY"):
+        stub.compute_pixels({"expression": {}, "fileFormat": "GEO_TIFF", "grid": {}})

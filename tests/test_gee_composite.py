@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from lcgee import clouds, composite, load, masks, search
+from lcgee import clouds, composite, load, masks
 from lcgee.gee import composite as gee_composite
 from lcgee.gee import emulator, offline, session
 from lcgee.params import CloudParams, load_params
@@ -24,12 +24,9 @@ def _offline_session():
 
 
 @pytest.fixture(scope="module")
-def setup(small_server, small_world):
-    client = search.open_client(small_server.stac_url)
-    found = search.search_scenes(client, collection="sentinel-2-l2a",
-                                 bbox=small_world.grid.lonlat_bbox,
-                                 datetime="2021-04-01/2022-09-30")
-    return client, found.items[:8], small_world.grid
+def setup(small_search, small_world):
+    client, found = small_search
+    return client, found[:8], small_world.grid
 
 
 def test_scene_composite_equals_local_median(setup):
@@ -46,7 +43,7 @@ def test_scene_composite_equals_local_median(setup):
                                           bands=BANDS, cloud=masks.cloud_params(cfg), crs=grid.crs)
     graph = json.loads(image.serialize())
     loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS)
-    ids = sorted(emulator._load_ids(graph))
+    ids = sorted(offline.loaded_ids(graph))
     images, props = {}, {}
     for asset_id in ids:
         images[asset_id], props[asset_id] = loader(asset_id)

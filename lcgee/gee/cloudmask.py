@@ -45,6 +45,7 @@ __all__ = [
     "masked_image",
     "joined_collection",
     "masked_collection",
+    "map_scenes",
     "scene_collection",
     "confirm_matches",
     "download_masks",
@@ -164,11 +165,19 @@ def masked_collection(region: Any, start: str, end: str, *, cloud_filter: float 
                       **params: Any) -> Any:
     """:func:`joined_collection` with every image masked by :func:`mask_codes` (server-side
     ``map``; for continent-scale composites)."""
-    ee = _ee()
     joined = joined_collection(region, start, end, cloud_filter=cloud_filter)
-    return joined.map(lambda img: masked_image(ee.Image(img), ee.Image(ee.Image(img)
-                                                                       .get("s2cloudless")),
-                                               **params))
+    return map_scenes(joined, lambda sr, prob: masked_image(sr, prob, **params))
+
+
+def map_scenes(joined: Any, fn: Any) -> Any:
+    """``joined.map`` of ``fn(sr, probability)`` over a :func:`joined_collection`."""
+    ee = _ee()
+
+    def per_image(img: Any) -> Any:
+        sr = ee.Image(img)
+        return fn(sr, ee.Image(sr.get("s2cloudless")))
+
+    return joined.map(per_image)
 
 
 def scene_collection(indices: Sequence[str], **params: Any) -> Any:

@@ -25,10 +25,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from lcgee import indices as _indices
 from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
-from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, EEOps
+from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
 
 __all__ = ["METHODS", "reduce_collection", "scene_composite", "composite_for_params",
            "monthly_features"]
@@ -97,20 +96,9 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
     layers = []
     for prefix, first, nxt in _months(start, end):
         month = reduce_collection(collection.filterDate(first, nxt), "median", bands)
-        stack = _with_indices(month, bands, index_names)
         names = list(bands) + list(index_names)
+        stack = feature_image(month, names, available_bands=bands)
         layers.append(stack.select(names, [prefix + n for n in names]))
-    return ee.Image.cat(layers)
-
-
-def _with_indices(image: Any, bands: Sequence[str], index_names: Sequence[str]) -> Any:
-    ee = _ee()
-    ops = EEOps()
-    per_band = {b: image.select([b]) for b in bands}
-    layers = [image]
-    for name in index_names:
-        index = _indices.INDICES[name]
-        layers.append(ops._img(_indices.evaluate(index, per_band, ops=ops)).rename([name]))
     return ee.Image.cat(layers)
 
 
@@ -159,8 +147,7 @@ def composite_for_params(params: Any, grid: Any) -> Any:
     if method == "best":
         base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
                                            cloud_filter=params.stac.max_cloud_cover)
-        collection = base.map(lambda img: _with_quality(
-            ee.Image(img), ee.Image(ee.Image(img).get("s2cloudless")), cloud))
+        collection = cloudmask.map_scenes(base, lambda sr, prob: _with_quality(sr, prob, cloud))
         return reduce_collection(collection, "best", bands)
     collection = cloudmask.masked_collection(region, start.isoformat(), end.isoformat(),
                                              cloud_filter=params.stac.max_cloud_cover, **cloud)

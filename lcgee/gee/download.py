@@ -51,6 +51,8 @@ __all__ = [
     "request_bytes",
     "plan_tiles",
     "pixel_request",
+    "pixel_grid",
+    "AFFINE_FIELDS",
     "cache_key",
     "download_image",
 ]
@@ -72,7 +74,8 @@ Window = tuple[int, int, int, int]  # row, col, height, width
 Compute = Callable[[dict[str, Any]], Any]
 
 _CRS_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:\d+$")
-_AFFINE_FIELDS = ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY")
+#: Field names of a PixelGrid ``affineTransform``, in Grid.transform order.
+AFFINE_FIELDS = ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY")
 
 
 def request_bytes(height: int, width: int, n_bands: int, dtype: Any) -> int:
@@ -150,19 +153,20 @@ def pixel_request(expression: Any, tile: Grid, *, n_bands: int, dtype: Any,
                           f"band(s) is {size} bytes, over the limit of {max_bytes} bytes / "
                           f"{max_side} px a side", where="Earth Engine request",
                           fix="split the grid with plan_tiles() or pass a smaller tile")
-    crs_field = "crsCode" if _CRS_CODE.match(tile.crs) else "crsWkt"
-    params: dict[str, Any] = {
-        "expression": expression,
-        "fileFormat": "NUMPY_NDARRAY",
-        "grid": {
-            "dimensions": {"width": tile.width, "height": tile.height},
-            "affineTransform": dict(zip(_AFFINE_FIELDS, (float(v) for v in tile.transform))),
-            crs_field: tile.crs,
-        },
-    }
+    params: dict[str, Any] = {"expression": expression, "fileFormat": "NUMPY_NDARRAY",
+                              "grid": pixel_grid(tile)}
     if band_ids is not None:
         params["bandIds"] = list(band_ids)
     return params
+
+
+def pixel_grid(grid: Grid) -> dict[str, Any]:
+    """``grid`` as the Cloud API ``PixelGrid`` (``dimensions``, ``affineTransform``, CRS)."""
+    crs_field = "crsCode" if _CRS_CODE.match(grid.crs) else "crsWkt"
+    return {"dimensions": {"width": grid.width, "height": grid.height},
+            "affineTransform": dict(zip(AFFINE_FIELDS, (float(v) for v in grid.transform),
+                                        strict=True)),
+            crs_field: grid.crs}
 
 
 def _serialize(expression: Any) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.gee import cloudmask, offline
+from lcgee.gee.download import AFFINE_FIELDS
 from lcgee.grid import Grid
 
 __all__ = ["OfflineEarthEngine", "stac_loader", "demo_earth_engine", "earth_engine_options",
@@ -44,8 +45,8 @@ def request_grid(request: Mapping[str, Any]) -> Grid:
         spec = request["grid"]
         t = spec["affineTransform"]
         dims = spec["dimensions"]
-        transform = (float(t["scaleX"]), float(t.get("shearX", 0.0)), float(t["translateX"]),
-                     float(t.get("shearY", 0.0)), float(t["scaleY"]), float(t["translateY"]))
+        transform = tuple(float(t.get(k, 0.0)) if k.startswith("shear") else float(t[k])
+                          for k in AFFINE_FIELDS)
         return Grid(str(spec["crsCode"]), transform, (int(dims["height"]), int(dims["width"])))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"not a computePixels grid ({exc})", where="compute_pixels request",
@@ -58,24 +59,6 @@ def _graph(expression: Any) -> dict[str, Any]:
     if isinstance(expression, str):
         return json.loads(expression)
     return dict(expression)
-
-
-def _load_ids(graph: Mapping[str, Any]) -> set[str]:
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            call = node.get("functionInvocationValue")
-            if isinstance(call, Mapping) and call.get("functionName") == "Image.load":
-                found.add(str(call["arguments"]["id"]["constantValue"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(graph)
-    return found
 
 
 class OfflineEarthEngine:
@@ -99,7 +82,7 @@ class OfflineEarthEngine:
         with self._lock:
             if key not in self._results:
                 images, properties = {}, {}
-                for asset_id in sorted(_load_ids(graph)):
+                for asset_id in sorted(offline.loaded_ids(graph)):
                     bands, props = self.loader(asset_id)
                     images[asset_id] = bands
                     properties[asset_id] = dict(props)
@@ -144,23 +127,12 @@ class OfflineEarthEngine:
 
 def _inlist_values(graph: Mapping[str, Any]) -> list[str]:
     values: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            call = node.get("functionInvocationValue")
-            if isinstance(call, Mapping) and call.get("functionName") in ("Filter.inList",
-                                                                        "Filter.listContains"):
-                for key in ("rightValue", "leftValue"):
-                    v = call["arguments"].get(key, {}).get("constantValue")
-                    if isinstance(v, list):
-                        values.extend(str(x) for x in v)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(graph)
+    for call in offline.invocations(graph):
+        if call["functionName"] in ("Filter.inList", "Filter.listContains"):
+            for key in ("rightValue", "leftValue"):
+                v = call["arguments"].get(key, {}).get("constantValue")
+                if isinstance(v, list):
+                    values.extend(str(x) for x in v)
     return list(dict.fromkeys(values))
 
 

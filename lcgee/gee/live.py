@@ -1,7 +1,7 @@
 """Live Earth Engine: classify server-side, fetch and map the result, start export tasks.
 
 Everything here talks to the service except the pure helpers (:func:`check_interactive`,
-:func:`pixel_grid`, :func:`export_path_for`, :func:`tree_chunks`, :func:`landcover_vis`), which
+:func:`export_path_for`, :func:`tree_chunks`, :func:`landcover_vis`), which
 also work in the offline session of :func:`lcgee.gee.session.init_offline`. Every call to the
 service goes through :func:`lcgee.gee.retry.call_with_backoff`: HTTP 429 (quota), 5xx and
 timeouts are retried with backoff, then reported as one :class:`~lcgee.errors.EarthEngineError`.
@@ -36,6 +36,7 @@ import pandas as pd
 
 from lcgee.errors import EarthEngineError, ModelError, ParamsError, require
 from lcgee.gee import classify
+from lcgee.gee.download import MAX_SIDE, pixel_grid
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.gee.trees import EEClassifierSpec
 from lcgee.grid import Grid
@@ -51,7 +52,6 @@ __all__ = [
     "EXPORT_FIX",
     "policy_for",
     "check_interactive",
-    "pixel_grid",
     "grid_geometry",
     "fetch_pixels",
     "compare_maps",
@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 #: to share it: UNCONFIRMED).
 INTERACTIVE_MAX_BYTES = 48 * 2**20
 #: ... and pixels per side.
-INTERACTIVE_MAX_SIDE = 32_768
+INTERACTIVE_MAX_SIDE = MAX_SIDE
 #: ``getDownloadURL``: bytes per request (pass as ``max_bytes`` to :func:`check_interactive`).
 DOWNLOAD_MAX_BYTES = 32 * 2**20
 #: ... and pixels per side.
@@ -135,17 +135,6 @@ def check_interactive(grid: Grid, *, n_bands: int = 1, bytes_per_pixel: int = 1,
         f"{n_bands} band(s) of {bytes_per_pixel} byte(s)) is too large for one interactive "
         f"request (Earth Engine allows {max_bytes / 2**20:.0f} MB and {max_side:,} px a side)",
         where="interactive Earth Engine request", fix=EXPORT_FIX)
-
-
-def pixel_grid(grid: Grid) -> dict[str, Any]:
-    """``grid`` as the Cloud API ``PixelGrid`` (``dimensions``, ``affineTransform``, CRS)."""
-    a, b, c, d, e, f = grid.transform
-    out: dict[str, Any] = {
-        "dimensions": {"width": grid.width, "height": grid.height},
-        "affineTransform": {"scaleX": a, "shearX": b, "translateX": c,
-                            "shearY": d, "scaleY": e, "translateY": f}}
-    out["crsCode" if grid.crs.upper().startswith("EPSG:") else "crsWkt"] = grid.crs
-    return out
 
 
 def grid_geometry(grid: Grid) -> Any:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ from lcgee.gee import reader
 from lcgee.grid import Grid
 
 __all__ = ["UnsupportedOperationError", "OfflineImage", "evaluate_graph", "function_names",
-           "resample", "SUPPORTED_FUNCTIONS"]
+           "invocations", "loaded_ids", "resample", "SUPPORTED_FUNCTIONS"]
 
 
 class UnsupportedOperationError(EarthEngineError):
@@ -636,15 +636,14 @@ def _array_project(image: OfflineImage, axes: Sequence[int]) -> OfflineImage:
 
 
 def _load(ctx: _Context, asset_id: str) -> OfflineImage:
-    try:
-        source = ctx.sources[asset_id]
-        if ctx.domain is not None and ctx.grid is not None:
-            return _resample(source, ctx.domain, ctx.grid)
-        return source
-    except KeyError:
+    source = ctx.sources.get(asset_id)
+    if source is None:
         raise DataError(f"the graph loads image {asset_id!r}, which was not supplied",
                         where="offline evaluator",
-                        fix=f"pass images={{{asset_id!r}: {{band: array}}}}") from None
+                        fix=f"pass images={{{asset_id!r}: {{band: array}}}}")
+    if ctx.domain is not None and ctx.grid is not None:
+        return _resample(source, ctx.domain, ctx.grid)
+    return source
 
 
 #: Function names the evaluator implements.
@@ -652,23 +651,28 @@ SUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
     _functions(_Context((1, 1), {})).keys())
 
 
+def invocations(graph: Any) -> Iterator[Mapping[str, Any]]:
+    """Every named function call (``functionName`` + ``arguments``) anywhere in ``graph``."""
+    if isinstance(graph, Mapping):
+        call = graph.get("functionInvocationValue")
+        if isinstance(call, Mapping) and "functionName" in call:
+            yield call
+        for value in graph.values():
+            yield from invocations(value)
+    elif isinstance(graph, list):
+        for value in graph:
+            yield from invocations(value)
+
+
 def function_names(graph: Mapping[str, Any]) -> set[str]:
     """Every ``functionName`` invoked anywhere in ``graph``."""
-    found: set[str] = set()
+    return {str(call["functionName"]) for call in invocations(graph)}
 
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            call = node.get("functionInvocationValue")
-            if isinstance(call, Mapping) and "functionName" in call:
-                found.add(str(call["functionName"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(graph)
-    return found
+def loaded_ids(graph: Mapping[str, Any]) -> set[str]:
+    """The asset ids the graph loads with ``Image.load``."""
+    return {str(call["arguments"]["id"]["constantValue"]) for call in invocations(graph)
+            if call["functionName"] == "Image.load"}
 
 
 def _evaluate(node: Mapping[str, Any], values: Mapping[str, Any], ctx: _Context,
