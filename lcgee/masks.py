@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -248,10 +249,11 @@ def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, clien
     are given) ``gee``, each source alone (no fallback). Masks in ``have`` are reused."""
     sources = ["scl", "local"] + (["gee"] if earth_engine is not None else [])
     out: dict[str, dict[str, np.ndarray]] = {}
+    wanted = {it.id for it in items}
     for source in sources:
-        reuse = {i: m.values for i, s, m in have if s == source}
-        if len(reuse) == len(items):
-            out[source] = reuse
+        mine = {i: m for i, s, m in have if s == source and i in wanted}
+        if len(mine) == len(wanted):
+            out[source] = dict(zip(mine, _compute(list(mine.values())), strict=True))
             continue
         one = cfg.model_copy(update={"source": source, "fallback": "none"})
         try:
@@ -260,8 +262,15 @@ def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, clien
         except (EarthEngineError, DataError) as exc:
             log.warning("no %s masks to compare: %s", source, exc)
             continue
-        out[source] = {i: m.values for i, _, m in got}
+        out[source] = dict(zip([i for i, _, _ in got], _compute([m for _, _, m in got]),
+                               strict=True))
     return out
+
+
+def _compute(masks: Sequence[xr.DataArray]) -> list[np.ndarray]:
+    """All masks in one compute: they are slices of one lazy array, and computing them one by
+    one repeats the shared work (and races key release on a distributed cluster)."""
+    return [np.asarray(a) for a in dask.compute(*[m.data for m in masks])]
 
 
 def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
