@@ -110,17 +110,25 @@ class StacParams(_Section):
     url: str = Field(PC_STAC, description="STAC API URL, or `demo` for the embedded demo world")
     collection: str = Field("sentinel-2-l2a", description="Sentinel-2 L2A collection id")
     max_cloud_cover: float = Field(60.0, ge=0, le=100, description="max `eo:cloud_cover` (%)")
-    mgrs_tiles: tuple[str, ...] = Field((), description="only these MGRS tiles, e.g. [52SFC]")
+    mgrs_tiles: tuple[str, ...] = Field(
+        (), description="only these MGRS tiles, e.g. [52SFC]; 6VVN, T06VVN, 06vvn all become "
+        "Planetary Computer's 06VVN")
     sign: Literal["auto", "planetary-computer", "none"] = Field(
         "auto", description="URL signing; auto = Planetary Computer signing on its hosts")
 
     @field_validator("mgrs_tiles")
     @classmethod
     def _tiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from lcgee.errors import DataError
+        from lcgee.scenes import normalize_tile
+
+        out = []
         for t in v:
-            if not re.fullmatch(r"\d{1,2}[C-X][A-Z]{2}", t.upper().removeprefix("T")):
-                raise ValueError(f"{t!r} is not an MGRS tile like 52SFC")
-        return tuple(t.upper().removeprefix("T") for t in v)
+            try:
+                out.append(normalize_tile(t))
+            except DataError as exc:
+                raise ValueError(exc.what) from None
+        return tuple(dict.fromkeys(out))
 
 
 class GridParams(_Section):

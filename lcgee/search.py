@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from lcgee.errors import NoScenesError, StacError
-from lcgee.scenes import deduplicate, scene_table
+from lcgee.errors import DataError, NoScenesError, StacError
+from lcgee.scenes import deduplicate, normalize_tile, scene_table
 
 __all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
            "fetch_items", "save_scenes"]
@@ -118,7 +118,13 @@ def _cloud_ok(item: Any, limit: float) -> bool:
 
 
 def _tile_ok(item: Any, tiles: Sequence[str]) -> bool:
-    return not tiles or str(item.properties.get("s2:mgrs_tile", "")).removeprefix("T") in tiles
+    if not tiles:
+        return True
+    try:
+        tile = normalize_tile(str(item.properties.get("s2:mgrs_tile", "")))
+    except DataError:
+        return False
+    return tile in {normalize_tile(t) for t in tiles}
 
 
 def footprints(items: Sequence[Any]) -> Any:

@@ -55,18 +55,19 @@ def test_gee_index_names_the_missing_property(prop):
         lcgee.gee_index(d)
 
 
-def test_two_granules_one_day_stay_distinct_and_reprocessing_is_deduplicated():
+def test_other_orbit_stays_distinct_and_reprocessing_is_deduplicated():
     a = ITEM
-    other_strip = pc_item("S2B_MSIL2A_20190101T082331_R121_T34HCH_20201008T100900",
-                          "GS2B_20190101T082331_009528_N02.12",
-                          "S2B_OPER_MSI_L2A_DS_ESRI_20201008T100901_S20190101T085012_N02.12",
+    other_orbit = pc_item("S2B_MSIL2A_20190101T100021_R122_T34HCH_20201008T100900",
+                          "GS2B_20190101T100021_009529_N02.12",
+                          "S2B_OPER_MSI_L2A_DS_ESRI_20201008T100901_S20190101T100022_N02.12",
                           "34HCH")
+    # reprocessing gives a new datastrip whose sensing start may be seconds off
     reprocessed = pc_item("S2B_MSIL2A_20190101T082331_R121_T34HCH_20221107T120000",
-                          "GS2B_20190101T082331_009528_N02.12",
-                          "S2B_OPER_MSI_L2A_DS_ESRI_20221107T120001_S20190101T084846_N05.00",
-                          "34HCH")
-    kept, dropped = deduplicate([a, other_strip, reprocessed])
-    assert [k["id"] for k in kept] == [other_strip["id"], reprocessed["id"]]
+                          "GS2B_20190101T082331_009528_N05.00",
+                          "S2B_OPER_MSI_L2A_DS_ESRI_20221107T120001_S20190101T084849_N05.00",
+                          "34HCH", **{"s2:processing_baseline": "05.00"})
+    kept, dropped = deduplicate([a, other_orbit, reprocessed])
+    assert [k["id"] for k in kept] == [other_orbit["id"], reprocessed["id"]]
     assert [d["id"] for d in dropped] == [a["id"]]
 
 
