@@ -10,6 +10,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pystac
 import pytest
 
@@ -197,3 +198,86 @@ def test_identity_from_properties_when_the_id_is_not_planetary_computers():
     d = _item("06VVN")
     d["id"] = "some-other-catalogs-id"
     assert granule_identity(d) == ("S2B", "20190629T212529", 43, "06VVN")
+
+
+# ---- loader metadata and harmonization on real items (synthetic pixels) ---------------------
+
+def _local_copy(d: dict, tmp_path: Path, bands: dict[str, int], nodata_cols: int = 8):
+    """The real item with its band hrefs pointing at synthetic COGs (no nodata declared in the
+    files either) over a 96 x 96 px window of its tile; returns (item, grid to load)."""
+    from lcgee.grid import Grid
+    from lcgee.raster import write_cog
+
+    d = copy.deepcopy(d)
+    d["links"] = []  # a self link would resolve local paths against its host
+    epsg = d["properties"]["proj:epsg"]
+    left, top = d["assets"]["B04"]["proj:transform"][2], d["assets"]["B04"]["proj:transform"][5]
+    x0, y0 = left + 5000, top - 5000
+    for band, value in bands.items():
+        res = float(d["assets"][band]["gsd"])
+        n = int(960 / res)
+        g = Grid(f"EPSG:{epsg}", (res, 0.0, x0, 0.0, -res, y0), (n, n))
+        arr = np.full((n, n), value, dtype="uint16" if band != "SCL" else "uint8")
+        arr[:, : nodata_cols * 10 // int(res)] = 0
+        path = write_cog(tmp_path / f"{d['id']}_{band}.tif", arr, g)
+        d["assets"][band]["href"] = str(path)
+    return pystac.Item.from_dict(d), Grid(f"EPSG:{epsg}", (10.0, 0.0, x0 + 80, 0.0, -10.0,
+                                                           y0 - 40), (40, 60))
+
+
+@pytest.mark.parametrize("tile,expected", [("06VVN", 0.15), ("47XML", 0.05)])
+def test_loader_metadata_and_harmonization_on_real_items(tmp_path, tile, expected):
+    from lcgee.load import harmonize, load_stack, reflectance
+
+    item, grid = _local_copy(_item(tile), tmp_path, {"B04": 1500, "SCL": 4})
+    ds = load_stack([item], grid, ["B04", "SCL"], chunk=128)
+    assert ds["B04"].shape == (1, 40, 60)
+    assert ds["id"].item() == item.id
+    assert bool(ds["offset"].item()) == (tile == "47XML")
+    assert ds["sun_zenith"].item() == pytest.approx(item.properties["s2:mean_solar_zenith"])
+    assert ds["gee_index"].item() == gee_index(item)
+    refl = reflectance(ds, ["B04"]).compute().values[0, 0]
+    np.testing.assert_allclose(refl, expected, rtol=1e-6)
+    h = harmonize(ds).compute()
+    assert int(h["SCL"].max()) == 4 and int(h["B04"].max()) == int(expected * 10000)
+
+
+def test_loader_keeps_zero_as_nodata_without_declared_nodata(tmp_path):
+    from lcgee.load import load_stack, reflectance
+
+    item, grid = _local_copy(_item("47XML"), tmp_path, {"B04": 1500}, nodata_cols=20)
+    assert "raster:bands" not in json.dumps(item.to_dict())
+    refl = reflectance(load_stack([item], grid, ["B04"], chunk=128), ["B04"]).compute()
+    row = refl.values[0, 0, 0]
+    assert np.isnan(row[:12]).all()  # grid starts 80 m into the 200 m zero strip
+    np.testing.assert_allclose(row[12:], 0.05, rtol=1e-6)
+
+
+def test_worldcover_4326_tile_onto_a_utm_grid(tmp_path):
+    """The real WorldCover item (EPSG:4326 3 x 3 degree tile) brought onto a UTM 32N grid."""
+    from pyproj import Transformer
+
+    from lcgee.grid import Grid
+    from lcgee.labels import load_worldcover
+    from lcgee.raster import write_cog
+
+    d = json.loads((DATA / "esa-worldcover-item.json").read_text())
+    res = 1 / 12000
+    g4326 = Grid("EPSG:4326", (res, 0.0, 6.5, 0.0, -res, 1.6), (1200, 1200))
+    codes = np.array([10, 20, 30, 40, 50, 60, 80, 90], dtype="uint8")
+    col_class = codes[(np.arange(1200) // 150) % len(codes)]
+    row_shift = (np.arange(1200) // 400)[:, None]
+    arr = codes[(np.searchsorted(codes, col_class)[None, :] + row_shift) % len(codes)]
+    d["assets"]["map"]["href"] = str(write_cog(tmp_path / "map.tif", arr, g4326))
+    # the example's hrefs are relative to its repository; Planetary Computer's are absolute
+    d["assets"]["input_quality"]["href"] = str(tmp_path / "never-read.tif")
+    d["links"] = []
+    item = pystac.Item.from_dict(d)
+    assert item.properties["esa_worldcover:product_version"] == "2.0.0"
+    grid = Grid.from_bounds((224_000, 168_000, 230_000, 174_000), 10.0, "EPSG:32632")
+    got = load_worldcover(grid, source="planetary-computer", client=_Client([item])).values
+    # independent reference: each pixel centre to lon/lat, looked up in the array
+    xx, yy = np.meshgrid(grid.xs, grid.ys)
+    lon, lat = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True).transform(xx, yy)
+    ref = arr[((1.6 - lat) / res).astype(int), ((lon - 6.5) / res).astype(int)]
+    assert (got == ref).mean() > 0.995 and set(np.unique(got)) <= set(codes.tolist())
