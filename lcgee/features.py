@@ -41,7 +41,9 @@ class CompositeResult:
 def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params,
            client: Any, stack: xr.DataArray) -> xr.DataArray:
     """Per-observation score for best-pixel: cloud probability, else scene cloud cover."""
-    if params.clouds.source == "local":
+    from lcgee.cloudsource import has_probability_layer
+
+    if params.clouds.source in ("local", "auto") and has_probability_layer(client):
         prob, missing = load_probability(client, items, grid, chunk=params.load.chunk)
         if not missing:
             return prob.assign_coords(time=stack["time"].values).fillna(100.0)

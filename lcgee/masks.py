@@ -118,6 +118,10 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
                   earth_engine: dict[str, Any] | None = None
                   ) -> tuple[xr.DataArray | None, list[Any]]:
     """Masks from one source for as many items as it can serve; returns (masks, left over)."""
+    if source == "auto":
+        raise DataError("clouds.source auto is not resolved", where="clouds.source",
+                        fix="pass the params' clouds with the source from "
+                            "lcgee.cloudsource.resolve_source")
     if source == "scl":
         ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
         return clouds.scl_masks(ds["SCL"]).assign_coords(id=ds["id"]), []

@@ -143,9 +143,11 @@ class LoadParams(_Section):
 
 
 class CloudParams(_Section):
-    source: Literal["local", "scl", "gee"] = Field(
-        "local", description="s2cloudless+shadow on a local probability layer, Sen2Cor SCL, "
-        "or s2cloudless from Earth Engine")
+    source: Literal["auto", "local", "scl", "gee"] = Field(
+        "auto", description="auto = Earth Engine when ee.project and credentials are there, "
+        "else local where the STAC API holds a cloud-probability layer, else SCL; or force "
+        "s2cloudless+shadow on a local probability layer, Sen2Cor SCL, or s2cloudless from "
+        "Earth Engine")
     fallback: Literal["local", "scl", "none"] = Field(
         "scl", description="source for scenes the primary source cannot serve")
     preset: Literal["tutorial", "aggressive"] = Field(
@@ -255,6 +257,10 @@ class Params(_Section):
         missing = [b for b in self.features.bands if b not in self.bands]
         if missing:
             raise ValueError(f"features.bands {missing} are not in `bands` {list(self.bands)}")
+        if "local" in (self.clouds.source, self.clouds.fallback) and self.stac.url == PC_STAC:
+            raise ValueError("clouds `local` needs a cloud-probability layer, and Planetary "
+                             "Computer has none; use clouds.source: auto (Earth Engine when "
+                             "configured, else SCL), scl or gee, and clouds.fallback: scl")
         return self
 
     @property

@@ -10,10 +10,12 @@
 
 # %% [markdown]
 # # 02 · Cloud and shadow masks
-# One mask per scene on the run grid: clear, cloud, shadow, nodata. The default source is the
-# Earth Engine s2cloudless tutorial's algorithm (cloud probability, dark NIR pixels, shadows
-# projected along the sun azimuth, erosion then dilation) over a cloud-probability layer; Sen2Cor's
-# SCL is the fallback and the comparison.
+# One mask per scene on the run grid: clear, cloud, shadow, nodata. The source is the Earth
+# Engine s2cloudless tutorial's algorithm (cloud probability, dark NIR pixels, shadows projected
+# along the sun azimuth, erosion then dilation), computed by Earth Engine or here over a
+# cloud-probability layer; with `clouds.source: auto` it is chosen before any download (Earth
+# Engine when configured, the local layer where the STAC API has one, else Sen2Cor's SCL, which
+# is also the fallback and the comparison). The table below says which source masked each scene.
 
 # %% tags=["parameters"]
 params_file = "../params/demo.yaml"  # the run params; the runner passes the resolved copy
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import lcgee
-from lcgee import files, load, masks, plots, search
+from lcgee import cloudsource, files, load, masks, plots, search
 from lcgee.gee import emulator
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
@@ -34,8 +36,12 @@ p = stage.params
 client = search.open_client(stage.stac_url, sign=p.stac.sign)
 table = pd.read_parquet(stage.path("scenes.parquet"))
 items = search.fetch_items(client, p.stac.collection, table["id"])
-print(f"{len(items)} scenes; source {p.clouds.source!r} (fallback {p.clouds.fallback!r}); "
-      f"parameters {masks.cloud_params(p.clouds)}")
+# Decided before any pixel is read: auto = Earth Engine if configured, else the local
+# algorithm where the STAC API holds a probability layer, else SCL.
+choice = cloudsource.resolve_source(p, client)
+cfg = p.clouds.model_copy(update={"source": choice.source})
+print(f"{len(items)} scenes; cloud source {choice.source!r} ({choice.reason}); fallback "
+      f"{cfg.fallback!r}; parameters {masks.cloud_params(cfg)}")
 
 # %% [markdown]
 # With `clouds.source: gee` the masks are computed by Earth Engine (s2cloudless probabilities
@@ -49,12 +55,17 @@ ee_options, ee_label = emulator.earth_engine_options(
     p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
     world=stage.world)
 print(ee_label)
-scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
+scene_masks = masks.scene_masks(items, stage.grid, cfg, client=client,
                                 chunk=p.load.chunk, engine=p.load.engine,
                                 earth_engine=ee_options)
 paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
-                          key=masks.mask_key(p.clouds, stage.grid))
-print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
+                          key=masks.mask_key(cfg, stage.grid))
+fell_back = cloudsource.warn_if_mostly_fallback(scene_masks, cfg.source)
+sources = cloudsource.source_table(table, scene_masks)
+files.write_json(stage.path("mask_sources.json"),
+                 sources[["id", "mask_source"]].to_dict(orient="records"))
+print(sources["mask_source"].value_counts().to_string())
+display(sources[["id", "datetime", "tile", "cloud_cover", "mask_source"]])
 
 # %% [markdown]
 # ## Masks over true colour
@@ -68,7 +79,7 @@ rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute(),
                         reference=int(table["cloud_cover"].iloc[show].argmin()))
 titles = [f"{table.datetime[i]:%Y-%m-%d}" for i in show]
 fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask_arr[show]),
-                        suptitle=f"{p.clouds.source} masks")
+                        suptitle=f"{cfg.source} masks")
 
 # %% [markdown]
 # ## Three sources side by side
@@ -78,7 +89,7 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
 
 # %%
 pick = list(show[:: max(1, len(show) // 3)][:3])
-compare = masks.masks_by_source([items[i] for i in pick], stage.grid, p.clouds, client=client,
+compare = masks.masks_by_source([items[i] for i in pick], stage.grid, cfg, client=client,
                                 chunk=p.load.chunk, earth_engine=ee_options, have=scene_masks)
 names = {"scl": "Sen2Cor SCL", "local": "s2cloudless (local)", "gee": "s2cloudless (Earth Engine)"}
 panels, overlays, labels = [], [], []
@@ -101,7 +112,7 @@ if "gee" in compare:
 
 # %%
 if stage.world is not None:
-    quality = masks.compare_with_truth(stage.world, items, stage.grid, p.clouds,
+    quality = masks.compare_with_truth(stage.world, items, stage.grid, cfg,
                                        client=client, chunk=p.load.chunk, have=scene_masks,
                                        earth_engine=ee_options)
     files.write_json(stage.path("mask_quality.json"), quality.to_dict(orient="records"))
