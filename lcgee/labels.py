@@ -88,9 +88,11 @@ def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr
         ds = load_stack(items, grid, ["map"], chunk=chunk, scene_coords=False)
         layers = ds["map"]
     else:
+        from lcgee.signing import signing_driver
+
         layers = odc.stac.load(items, bands=["map"], geobox=grid.geobox, groupby="id",
                                resampling=resampling, dtype="uint8",
-                               chunks={"x": chunk, "y": chunk})["map"]
+                               chunks={"x": chunk, "y": chunk}, driver=signing_driver())["map"]
     # Tiles do not overlap: the first non-zero value per pixel is the mosaic.
     return layers.max("time").astype("uint8")
 

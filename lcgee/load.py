@@ -106,8 +106,8 @@ def _check_assets(items: Sequence[Any], assets: Sequence[str]) -> None:
 def sign_if_planetary_computer(href: str) -> str:
     """Sign Planetary Computer blob URLs afresh (SAS tokens expire); leave others alone.
 
-    odc-stac calls this for every asset when it builds the load, so each stage of a long run
-    reads with a fresh token.
+    The odc-stac loader no longer uses it (it signs at read time, :mod:`lcgee.signing`);
+    kept for callers that build their own loads.
     """
     host = urlparse(href).hostname or ""
     if not host.endswith(_PC_BLOB_HOSTS):
@@ -121,12 +121,15 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
               patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
 
-    patch_url = patch_url or sign_if_planetary_computer
+    from lcgee.signing import signing_driver
 
+    # URLs are signed when each tile is read (lcgee.signing), not here: no token service call
+    # while the graph is built, and long computations outlive a token.
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
                        resampling="nearest", dtype="uint16",
                        chunks={"time": time_chunk, "x": chunk, "y": chunk},
-                       patch_url=patch_url, preserve_original_order=True, fail_on_error=True)
+                       patch_url=patch_url, driver=signing_driver(),
+                       preserve_original_order=True, fail_on_error=True)
     return ds.drop_vars("spatial_ref", errors="ignore")
 
 
