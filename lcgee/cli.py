@@ -3,6 +3,7 @@
     lcgee run PARAMS.yaml [--set key=value]... [--out DIR] [--force] [--debug]
     lcgee params check PARAMS.yaml [--set key=value]...
     lcgee params fields
+    lcgee doctor PARAMS.yaml [--set key=value]... [--stac-url URL]
     lcgee ee verify RUN_DIR [--region NAME]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     psub.add_parser("fields", help="list every field with its default and meaning")
 
+    dr = sub.add_parser("doctor", help="check in seconds what a real run needs (STAC API, "
+                        "a signed COG header, cloud source, Earth Engine)")
+    dr.add_argument("params")
+    dr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    dr.add_argument("--stac-url", help="check this STAC API instead of stac.url")
+    dr.add_argument("--no-ee-login", action="store_true",
+                    help="check Earth Engine credentials and project without contacting it")
+
     e = sub.add_parser("ee", help="Earth Engine export")
     esub = e.add_subparsers(dest="ee_command", required=True)
     ev = esub.add_parser("verify", help="dry run: export the run's model to Earth Engine tree "
@@ -93,6 +102,16 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from lcgee.doctor import format_checks, run_checks
+    from lcgee.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    checks = run_checks(params, stac_url=args.stac_url, earth_engine_live=not args.no_ee_login)
+    print(redact(format_checks(checks)))
+    return 3 if any(c.status == "fail" for c in checks) else 0
+
+
 def _cmd_ee(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -132,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee}
+    handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee,
+                "doctor": _cmd_doctor}
     try:
         return handlers[args.command](args)
     except LcgeeError as exc:
