@@ -13,6 +13,7 @@ import json
 import math
 import re
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -258,13 +259,27 @@ def test_label_agreement_is_about_75_percent_and_worst_at_boundaries(world):
 def test_worldcover_item_like_planetary_computer(world):
     data = json.loads(world.item_collection_path("esa-worldcover").read_text())
     (item,) = data["features"]
+    real = json.loads((Path(__file__).parent / "data" / "pc" / "esa-worldcover-item.json")
+                      .read_text())
     assert item["properties"]["esa_worldcover:product_version"] == "2.0.0"
     assert item["properties"]["start_datetime"].startswith("2021-01-01")
-    classes = {c["value"]: c for c in item["assets"]["map"]["classification:classes"]}
-    assert classes[10]["color_hint"] == "006400" and classes[40]["description"] == "Cropland"
+    assert item["properties"]["proj:epsg"] == 4326 == real["properties"]["proj:epsg"]
+    assert set(real["properties"]) - {"created"} <= set(item["properties"])
+    assert "https://stac-extensions.github.io/classification/v1.0.0/schema.json" in \
+        item["stac_extensions"]
+    classes = item["assets"]["map"]["classification:classes"]
+    assert classes == real["assets"]["map"]["classification:classes"]  # color-hint, no name
     with rasterio.open(world.root / item["assets"]["map"]["href"]) as src:
-        assert src.nodata == 0 and src.dtypes[0] == "uint8"
-        assert np.array_equal(src.read(1), world.labels())
+        assert src.nodata == 0 and src.dtypes[0] == "uint8" and src.crs.to_epsg() == 4326
+        assert src.res == pytest.approx((1 / 12000, 1 / 12000))
+        assert src.transform.c * 12000 == pytest.approx(round(src.transform.c * 12000))
+        published = src.read(1)
+    # what a run sees on the UTM grid: the published map at pixel centres (world.labels())
+    from lcgee.demo._worldcover import onto_grid, publish_grid
+
+    geo = publish_grid(world.grid)
+    assert published.shape == geo.shape
+    assert np.array_equal(onto_grid(published, geo, world.grid), world.labels())
 
 
 # ---- regions ----------------------------------------------------------------------------------
@@ -308,8 +323,10 @@ def test_items_have_the_planetary_computer_shape(world, items):
     required = {"datetime", "platform", "constellation", "instruments", "eo:cloud_cover",
                 "s2:mgrs_tile", "s2:datatake_id", "s2:datastrip_id", "s2:granule_id",
                 "s2:product_uri", "s2:processing_baseline", "s2:product_type",
-                "s2:mean_solar_azimuth", "s2:mean_solar_zenith", "proj:epsg", "proj:code",
+                "s2:mean_solar_azimuth", "s2:mean_solar_zenith", "proj:epsg",
                 "s2:high_proba_clouds_percentage", "s2:water_percentage"}
+    real = json.loads((Path(__file__).parent / "data" / "pc" / "sentinel-2-l2a-items.json")
+                      .read_text())["features"][0]
     by_id = {s["item_id"]: s for s in world.scenes()}
     for item_id, item in items.items():
         m = ID_RE.match(item_id)
@@ -323,17 +340,20 @@ def test_items_have_the_planetary_computer_shape(world, items):
         strip = DATASTRIP_RE.match(props["s2:datastrip_id"])
         assert strip and strip.group(2) > take
         assert by_id[item_id]["system_index"] == f"{take}_{strip.group(2)}_T{tile}"
-        assert set(item["assets"]) == set(S2_BANDS) | {"SCL"}
+        # the real field set: every real property, no proj:code, no raster:bands (nodata is
+        # not declared), the extra assets
+        assert set(real["properties"]) <= set(props) and "proj:code" not in props
+        assert "raster:bands" not in json.dumps(item)
+        assert set(item["assets"]) == set(S2_BANDS) | {"SCL", "AOT", "WVP", "visual",
+                                                       "granule-metadata", "rendered_preview"}
         for key, asset in item["assets"].items():
             assert not asset["href"].startswith("/") and "://" not in asset["href"]
             assert (world.root / asset["href"]).is_file()
-            assert asset["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
-            assert asset["roles"] == ["data"]
-            rb = asset["raster:bands"][0]
-            assert rb["nodata"] == 0 and rb["data_type"] == ("uint8" if key == "SCL" else "uint16")
-            if key != "SCL":
-                assert asset["eo:bands"][0]["name"] == key and rb["scale"] == 0.0001
-                assert asset["gsd"] == S2_BANDS[key] == rb["spatial_resolution"]
+            assert asset["type"] == real["assets"][key]["type"], key
+            assert asset["roles"] == real["assets"][key]["roles"], key
+            if key in S2_BANDS:
+                assert asset["eo:bands"][0]["name"] == key
+                assert asset["gsd"] == S2_BANDS[key]
         w, s_, e, n = item["bbox"]
         assert 130.2 < w < e < 130.6 and 33.4 < s_ < n < 33.7
     pystac.ItemCollection.from_dict(json.loads(world.item_collection_path("sentinel-2-l2a")
@@ -343,6 +363,8 @@ def test_items_have_the_planetary_computer_shape(world, items):
 def test_asset_metadata_matches_the_cogs(world, items):
     item = next(iter(items.values()))
     for asset in item["assets"].values():
+        if "proj:shape" not in asset:
+            continue  # metadata XML, PNG preview
         with rasterio.open(world.root / asset["href"]) as src:
             assert list(src.shape) == asset["proj:shape"]
             assert list(src.transform)[:6] == asset["proj:transform"]
@@ -354,7 +376,13 @@ def test_duplicate_granule_pair(world, items):
     a, b = items[dup["original"]], items[dup["duplicate"]]
     ma, mb = ID_RE.match(a["id"]), ID_RE.match(b["id"])
     assert ma.group(2) == mb.group(2) and ma.group(5) != mb.group(5)
-    assert a["properties"]["s2:datatake_id"] == b["properties"]["s2:datatake_id"]
+    # reprocessed at a newer baseline (02.xx/03.xx -> 05.10): same datatake, new baseline suffix
+    pa, pb = a["properties"], b["properties"]
+    assert pa["s2:datatake_id"][:-7] == pb["s2:datatake_id"][:-7]
+    assert pb["s2:processing_baseline"] == "05.10" and pa["s2:processing_baseline"] < "04.00"
+    b04a = _read(world.root / a["assets"]["B04"]["href"]).astype(int)
+    b04b = _read(world.root / b["assets"]["B04"]["href"]).astype(int)
+    assert np.array_equal(np.where(b04a > 0, b04a + 1000, 0), b04b)  # the offset it carries
     sa = DATASTRIP_RE.match(a["properties"]["s2:datastrip_id"]).group(2)
     assert sa == DATASTRIP_RE.match(b["properties"]["s2:datastrip_id"]).group(2)
     same_key = [s for s in world.scenes() if s["system_index"] == dup["system_index"]]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from lcgee.demo import _stac
+from lcgee.demo import _extras, _stac, _worldcover
 from lcgee.demo._cog import write_cog
 from lcgee.demo._common import (
     BASELINE_CHANGE,
@@ -89,16 +89,28 @@ def generate(spec: Any, root: Path, *, progress: bool, workers: int | None) -> N
               colormap=cmap)
     write_cog(root / "truth" / "subclass.tif", land.subclass, grid, nodata=0, resampling="NEAREST")
     labels, label_stats = derive_labels(landcover, land.subclass, spec.seed)
-    labels_path = Path("cogs") / _stac.WORLDCOVER_ITEM_ID / "map.tif"
+    # Published like ESA's WorldCover: EPSG:4326 on the 1/12000 degree lattice; what a run
+    # sees on the UTM grid is that map sampled at pixel centres (truth/labels.tif).
+    published, geo = _worldcover.to_geographic(labels, grid)
+    write_cog(root / _stac.WORLDCOVER_MAP, published, geo, nodata=0, resampling="NEAREST",
+              colormap=cmap)
+    labels = _worldcover.onto_grid(published, geo, grid)
+    labels_path = Path("truth") / "labels.tif"
     write_cog(root / labels_path, labels, grid, nodata=0, resampling="NEAREST", colormap=cmap)
-    del land, labels
+    label_stats = {**label_stats, "agreement": round(float((labels == landcover).mean()), 4),
+                   "published": {"crs": geo.crs, "transform": list(geo.transform),
+                                 "shape": list(geo.shape)}}
+    del land, labels, published
 
     log.info("landscape and labels done after %.1f s", time.perf_counter() - t0)
     plan, dup = _plan(spec, grid)
     stats = _render_all(spec, root, grid, plan, progress=progress, workers=workers)
     log.info("%d scenes rendered after %.1f s", len(plan), time.perf_counter() - t0)
+    for scene in plan:
+        _extras.write_extras(root / "cogs" / scene["item_id"], grid, scene)
     _copy_duplicate(root, plan[dup["index"]]["item_id"], dup["item_id"])
-    items = _write_stac(root, grid, plan, dup, stats)
+    _extras.reprocess(root / "cogs" / dup["item_id"], plan[dup["index"]], dup)
+    items = _write_stac(root, grid, geo, plan, dup, stats)
     meta = _world_json(spec, grid, plan, dup, stats, items, label_stats, labels_path)
     meta["sizes"] = _sizes(root)
     (root / "world.json").write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
@@ -119,8 +131,12 @@ def _plan(spec: Any, grid: Grid) -> tuple[list[dict], dict]:
     old = [s for s in plan if s["offset"] == 0]
     original = old[len(old) // 2]
     generated = original["generated"] + timedelta(days=600, seconds=4321)
-    ids = _stac.scene_ids(original, generated)
-    dup = {"index": original["index"], "generated": generated, **ids}
+    # Reprocessed much later at a newer baseline (as Planetary Computer did at 05.10): its DN
+    # carry the +1000 offset although the original's do not.
+    reprocessed = {**original, "baseline": _extras.REPROCESSED_BASELINE, "offset": BOA_ADD_OFFSET}
+    ids = _stac.scene_ids(reprocessed, generated)
+    dup = {"index": original["index"], "generated": generated, "baseline":
+           _extras.REPROCESSED_BASELINE, "offset": BOA_ADD_OFFSET, **ids}
     return plan, dup
 
 
@@ -184,21 +200,23 @@ def _copy_duplicate(root: Path, original: str, duplicate: str) -> None:
     shutil.copyfile(clouds / f"{original}.tif", clouds / f"{duplicate}.tif")
 
 
-def _write_stac(root: Path, grid: Grid, plan: list[dict], dup: dict,
+def _write_stac(root: Path, grid: Grid, geo: Grid, plan: list[dict], dup: dict,
                 stats: list[dict]) -> dict[str, list[dict]]:
     s2 = [_stac.s2_item(s, s, s["generated"], grid, st) for s, st in zip(plan, stats)]
     original = plan[dup["index"]]
-    s2.append(_stac.s2_item(original, dup, dup["generated"], grid, stats[dup["index"]]))
+    s2.append(_stac.s2_item({**original, "baseline": dup["baseline"]}, dup, dup["generated"],
+                            grid, stats[dup["index"]]))
     s2.sort(key=lambda it: (it["properties"]["datetime"], it["id"]))
     items = {
         "sentinel-2-l2a": s2,
-        "esa-worldcover": [_stac.worldcover_item(grid)],
+        "esa-worldcover": [_stac.worldcover_item(geo)],
         "s2-cloud-probability": [_stac.probability_item(s, s, grid) for s in plan],
     }
     for cid, its in items.items():
         folder = root / "stac" / cid
         folder.mkdir(parents=True, exist_ok=True)
         coll = _stac.collection(cid, *_COLLECTION_TEXT[cid], its)
+        coll.update(_stac.collection_extras(cid, its))
         (folder / "collection.json").write_text(json.dumps(coll, indent=1) + "\n")
         (folder / "items.json").write_text(json.dumps(_stac.item_collection(its), indent=1) + "\n")
     return items
@@ -233,7 +251,8 @@ def _scene_entry(scene: dict, ids: dict, st: dict, item: dict, duplicate_of: str
     return {
         "item_id": ids["item_id"], "datetime": props["datetime"],
         "system_index": ids["system_index"], "platform": scene["platform"],
-        "baseline": scene["baseline"], "offset": scene["offset"],
+        "baseline": ids.get("baseline", scene["baseline"]),
+        "offset": ids.get("offset", scene["offset"]),
         "sun_azimuth": scene["sun_azimuth"], "sun_zenith": scene["sun_zenith"],
         "cloud_fraction": st["truth_cloud_fraction"], "haze_fraction": st["truth_haze_fraction"],
         "shadow_fraction": st["truth_shadow_fraction"], "nodata_fraction": st["nodata_fraction"],
@@ -260,7 +279,8 @@ def _world_json(spec: Any, grid: Grid, plan: list[dict], dup: dict, stats: list[
         "hrefs": "asset hrefs are paths relative to this directory",
         "collections": {cid: {"collection": f"stac/{cid}/collection.json",
                               "items": f"stac/{cid}/items.json"} for cid in COLLECTIONS},
-        "files": {"labels": labels_path.as_posix(), "truth_landcover": "truth/landcover.tif",
+        "files": {"labels": labels_path.as_posix(), "published_labels": _stac.WORLDCOVER_MAP,
+                  "truth_landcover": "truth/landcover.tif",
                   "truth_subclass": "truth/subclass.tif",
                   "truth_clouds": "truth/clouds/<item_id>.tif (bands: cloud 0/1 haze/2 cloud, "
                                   "shadow 0/1, cloud height in hm)"},

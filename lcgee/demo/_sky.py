@@ -99,7 +99,7 @@ def acquisition_plan(seed: int, n: int, start: date, end: date, centre: tuple[fl
         generated = take + timedelta(days=1, seconds=int(rng.integers(6 * 3600, 16 * 3600)))
         az, zen = solar_position(take + timedelta(seconds=14), *centre)
         new = day >= BASELINE_CHANGE
-        baseline = "04.00" if new else ("03.01" if day >= date(2021, 6, 30) else "03.00")
+        baseline = "04.00" if new else ("03.00" if day >= date(2021, 6, 30) else "02.14")
         plan.append({
             "index": i, "mission": f"S2{unit}", "platform": f"Sentinel-2{unit}",
             "abs_orbit": _ORBIT_ANCHOR[unit] + 143 * cycles,

@@ -20,6 +20,8 @@ from lcgee.grid import Grid
 __all__ = [
     "COG_TYPE",
     "WORLDCOVER_ITEM_ID",
+    "WORLDCOVER_MAP",
+    "collection_extras",
     "collection",
     "item_collection",
     "probability_item",
@@ -30,12 +32,16 @@ __all__ = [
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 WORLDCOVER_ITEM_ID = "ESA_WorldCover_10m_2021_v200_N33E129"
+#: The published (EPSG:4326) map, relative to the world root.
+WORLDCOVER_MAP = f"cogs/{WORLDCOVER_ITEM_ID}/{WORLDCOVER_ITEM_ID}_Map.tif"
 _EXT = {
     "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
     "proj": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "class": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
+    "class": "https://stac-extensions.github.io/classification/v1.0.0/schema.json",
+    "grid": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+    "item_assets": "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json",
 }
 
 
@@ -96,8 +102,30 @@ def _band_asset(item_id: str, band: str, grid: Grid) -> dict:
     return {
         "href": f"cogs/{item_id}/{band}.tif", "type": COG_TYPE, "title": f"{desc} - {res}m",
         "roles": ["data"], "gsd": float(res), "eo:bands": [eo], **_proj(grid.coarsen(res // 10)),
-        "raster:bands": [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15,
-                          "spatial_resolution": float(res), "scale": 0.0001}],
+    }
+
+
+def _extra_assets(item_id: str, grid: Grid) -> dict:
+    """AOT, WVP, visual, metadata and preview, as Planetary Computer items carry them (no
+    ``raster:bands``: nodata is not declared)."""
+    from lcgee.demo._extras import EXTRA_FILES
+
+    def href(key: str) -> str:
+        return f"cogs/{item_id}/{EXTRA_FILES[key]}"
+
+    return {
+        "AOT": {"href": href("AOT"), "type": COG_TYPE, "roles": ["data"], "gsd": 20.0,
+                "title": "Aerosol optical thickness (AOT)", **_proj(grid.coarsen(2))},
+        "WVP": {"href": href("WVP"), "type": COG_TYPE, "roles": ["data"], "gsd": 20.0,
+                "title": "Water vapour (WVP)", **_proj(grid.coarsen(2))},
+        "visual": {"href": href("visual"), "type": COG_TYPE, "roles": ["data"], "gsd": 60.0,
+                   "title": "True color image", **_proj(grid.coarsen(6)),
+                   "eo:bands": [{"name": b, "common_name": BAND_INFO[b][0]}
+                                for b in ("B04", "B03", "B02")]},
+        "granule-metadata": {"href": href("granule-metadata"), "type": "application/xml",
+                             "roles": ["metadata"], "title": "Granule metadata"},
+        "rendered_preview": {"href": href("rendered_preview"), "type": "image/png",
+                             "roles": ["overview"], "title": "Rendered preview"},
     }
 
 
@@ -119,11 +147,11 @@ def s2_item(scene: dict, ids: dict[str, str], generated: datetime, grid: Grid, s
     assets["SCL"] = {
         "href": f"cogs/{item_id}/SCL.tif", "type": COG_TYPE, "title": "Scene classfication map (SCL)",
         "roles": ["data"], "gsd": 20.0, **_proj(grid.coarsen(2)),
-        "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20.0}],
     }
+    assets.update(_extra_assets(item_id, grid))
     props = {
         "datetime": _iso(scene["datatake_start"]), "platform": scene["platform"],
-        "proj:epsg": grid.epsg, "proj:code": grid.crs, "instruments": ["msi"],
+        "proj:epsg": grid.epsg, "instruments": ["msi"],
         "s2:mgrs_tile": MGRS_TILE, "constellation": "Sentinel 2", "s2:granule_id": ids["granule_id"],
         "eo:cloud_cover": pct["cloud_cover"], "s2:datatake_id": ids["datatake_id"],
         "s2:product_uri": ids["product_uri"], "s2:datastrip_id": ids["datastrip_id"],
@@ -143,7 +171,7 @@ def s2_item(scene: dict, ids: dict[str, str], generated: datetime, grid: Grid, s
     }
     return {
         "type": "Feature", "stac_version": "1.0.0",
-        "stac_extensions": [_EXT["eo"], _EXT["sat"], _EXT["proj"], _EXT["raster"]],
+        "stac_extensions": [_EXT["eo"], _EXT["sat"], _EXT["proj"]],
         "id": item_id, "collection": "sentinel-2-l2a", "geometry": geometry, "bbox": bbox,
         "properties": props, "links": _links(), "assets": assets,
     }
@@ -169,31 +197,61 @@ def probability_item(scene: dict, ids: dict[str, str], grid: Grid) -> dict:
     }
 
 
-def worldcover_item(grid: Grid) -> dict:
-    """The ``esa-worldcover`` item of the demo label map (asset ``map``)."""
-    geometry, bbox = _footprint(grid, None)
-    classes = [{"value": code, "name": name.lower().replace(" / ", "_").replace(" ", "_"),
-                "description": name, "color_hint": colour.lstrip("#").upper()}
-               for code, (name, colour) in WORLDCOVER_CLASSES.items()]
+def _worldcover_classes() -> list[dict]:
+    """Classification extension v1.0.0 as ESA / Planetary Computer write it: description and
+    ``color-hint``, no ``name``."""
+    return [{"value": code, "description": name, "color-hint": colour.lstrip("#").upper()}
+            for code, (name, colour) in WORLDCOVER_CLASSES.items()]
+
+
+def worldcover_item(geo: Grid) -> dict:
+    """The ``esa-worldcover`` item of the demo label map: an EPSG:4326 map (asset ``map``)."""
+    geometry, bbox = _footprint(geo, None)
+    tile = WORLDCOVER_ITEM_ID.rsplit("_", 1)[-1]
     return {
         "type": "Feature", "stac_version": "1.0.0",
-        "stac_extensions": [_EXT["proj"], _EXT["raster"], _EXT["class"]],
+        "stac_extensions": [_EXT["proj"], _EXT["grid"], _EXT["raster"], _EXT["class"]],
         "id": WORLDCOVER_ITEM_ID, "collection": "esa-worldcover", "geometry": geometry, "bbox": bbox,
         "properties": {
             "datetime": None, "start_datetime": "2021-01-01T00:00:00Z",
             "end_datetime": "2021-12-31T23:59:59Z", "description": "ESA WorldCover product at 10m resolution",
             "mission": "sentinel-1, sentinel-2", "instruments": ["c-sar", "msi"],
             "platform": "sentinel-1a, sentinel-1b, sentinel-2a, sentinel-2b",
-            "esa_worldcover:product_version": "2.0.0", "esa_worldcover:product_tile": "N33E129",
-            "proj:epsg": grid.epsg, "proj:code": grid.crs,
+            "esa_worldcover:product_version": "2.0.0", "esa_worldcover:product_tile": tile,
+            "proj:epsg": 4326, "grid:code": f"ESAWORLDCOVER-{tile}",
         },
         "links": _links(),
         "assets": {"map": {
-            "href": f"cogs/{WORLDCOVER_ITEM_ID}/map.tif", "type": COG_TYPE, "roles": ["data"],
-            "title": "Land Cover Classes", "classification:classes": classes, **_proj(grid),
-            "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 10.0}],
+            "href": WORLDCOVER_MAP, "type": COG_TYPE, "roles": ["data"],
+            "title": "Land Cover Classes", "classification:classes": _worldcover_classes(),
+            "proj:shape": list(geo.shape), "proj:transform": list(geo.transform),
+            "raster:bands": [{"name": "Band1", "nodata": 0, "sampling": "area",
+                              "data_type": "uint8", "spatial_resolution": 10}],
         }},
     }
+
+
+def collection_extras(cid: str, items: list[dict]) -> dict:
+    """``item_assets``, ``summaries`` and extensions, as Planetary Computer's collections have."""
+    if cid == "sentinel-2-l2a":
+        assets = items[0]["assets"]
+        keep = ("type", "roles", "title", "gsd", "eo:bands")
+        item_assets = {k: {f: a[f] for f in keep if f in a} for k, a in assets.items()}
+        bands = [b for k in S2_BANDS for b in assets[k]["eo:bands"]]
+        summaries = {"gsd": [10, 20, 60], "eo:bands": bands,
+                     "platform": sorted({it["properties"]["platform"] for it in items}),
+                     "instruments": ["msi"], "constellation": ["sentinel-2"],
+                     "view:off_nadir": [0]}
+        return {"stac_extensions": [_EXT["item_assets"]], "item_assets": item_assets,
+                "summaries": summaries}
+    if cid == "esa-worldcover":
+        m = items[0]["assets"]["map"]
+        return {"stac_extensions": [_EXT["item_assets"], _EXT["class"]],
+                "item_assets": {"map": {f: m[f] for f in ("type", "roles", "title",
+                                                          "classification:classes",
+                                                          "raster:bands")}},
+                "summaries": {"esa_worldcover:product_version": ["1.0.0", "2.0.0"]}}
+    return {}
 
 
 def item_collection(items: list[dict]) -> dict:
