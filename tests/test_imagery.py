@@ -139,9 +139,14 @@ def test_local_mask_finds_shadows_and_beats_scl(found, small_world, client):
 
 
 def test_composite_equals_an_independent_reference(found, small_world, client, tmp_path):
-    """Read the COGs with rasterio, harmonize by hand, mask, np.nanmedian: same numbers."""
+    """Read the COGs with rasterio, harmonize by hand, mask, np.nanmedian: same numbers.
+
+    Scenes of the world's UTM zone only: those of the second zone need a warp, whose choice of
+    pixel at near-ties is the warper's (tested against the truth in test_world)."""
     grid = small_world.grid
-    items = found.items
+    items = [it for it in found.items  # pystac 1.15 reads proj:epsg as proj:code
+             if it.properties.get("proj:code") == f"EPSG:{grid.epsg}"]
+    assert len(items) < len(found.items)
     cfg = CloudParams(source="scl", fallback="none")
     got = masks.scene_masks(items, grid, cfg, client=client, chunk=256)
     masks.write_masks(got, grid, tmp_path, key=masks.mask_key(cfg, grid), progress=False)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from lcgee.demo import _extras, _stac, _worldcover
+from lcgee.demo import _extras, _stac, _worldcover, _zones
 from lcgee.demo._cog import write_cog
 from lcgee.demo._common import (
     BASELINE_CHANGE,
@@ -108,6 +108,8 @@ def generate(spec: Any, root: Path, *, progress: bool, workers: int | None) -> N
     log.info("%d scenes rendered after %.1f s", len(plan), time.perf_counter() - t0)
     for scene in plan:
         _extras.write_extras(root / "cogs" / scene["item_id"], grid, scene)
+        if "tile" in scene:
+            _zones.move(root / "cogs" / scene["item_id"])
     _copy_duplicate(root, plan[dup["index"]]["item_id"], dup["item_id"])
     _extras.reprocess(root / "cogs" / dup["item_id"], plan[dup["index"]], dup)
     items = _write_stac(root, grid, geo, plan, dup, stats)
@@ -127,8 +129,10 @@ def _plan(spec: Any, grid: Grid) -> tuple[list[dict], dict]:
     plan = acquisition_plan(spec.seed, spec.n_scenes, date.fromisoformat(spec.start),
                             date.fromisoformat(spec.end), _CENTRE_LATLON, spec.size)
     for scene in plan:
+        if _zones.in_second_zone(scene["index"]):
+            scene["tile"] = _zones.SECOND_ZONE_TILE
         scene.update(_stac.scene_ids(scene, scene["generated"]))
-    old = [s for s in plan if s["offset"] == 0]
+    old = [s for s in plan if s["offset"] == 0 and "tile" not in s]
     original = old[len(old) // 2]
     generated = original["generated"] + timedelta(days=600, seconds=4321)
     # Reprocessed much later at a newer baseline (as Planetary Computer did at 05.10): its DN
@@ -206,6 +210,8 @@ def _write_stac(root: Path, grid: Grid, geo: Grid, plan: list[dict], dup: dict,
     original = plan[dup["index"]]
     s2.append(_stac.s2_item({**original, "baseline": dup["baseline"]}, dup, dup["generated"],
                             grid, stats[dup["index"]]))
+    s2 = [_zones.item_proj(it, root) if it["properties"]["s2:mgrs_tile"] != _stac.MGRS_TILE
+          else it for it in s2]
     s2.sort(key=lambda it: (it["properties"]["datetime"], it["id"]))
     items = {
         "sentinel-2-l2a": s2,
@@ -251,6 +257,8 @@ def _scene_entry(scene: dict, ids: dict, st: dict, item: dict, duplicate_of: str
     return {
         "item_id": ids["item_id"], "datetime": props["datetime"],
         "system_index": ids["system_index"], "platform": scene["platform"],
+        "tile": scene.get("tile", _stac.MGRS_TILE),
+        "epsg": props["proj:epsg"],
         "baseline": ids.get("baseline", scene["baseline"]),
         "offset": ids.get("offset", scene["offset"]),
         "sun_azimuth": scene["sun_azimuth"], "sun_zenith": scene["sun_zenith"],

@@ -19,6 +19,7 @@ from lcgee.grid import Grid
 
 __all__ = [
     "COG_TYPE",
+    "MGRS_TILE",
     "WORLDCOVER_ITEM_ID",
     "WORLDCOVER_MAP",
     "collection_extras",
@@ -58,14 +59,15 @@ def scene_ids(scene: dict, generated: datetime) -> dict[str, str]:
     m, take, strip = scene["mission"], _compact(scene["datatake_start"]), _compact(scene["datastrip_start"])
     gen, base = _compact(generated), scene["baseline"]
     orbit = f"{scene['abs_orbit']:06d}"
+    tile = scene.get("tile", MGRS_TILE)
     return {
-        "item_id": f"{m}_MSIL2A_{take}_R{RELATIVE_ORBIT:03d}_T{MGRS_TILE}_{gen}",
-        "system_index": f"{take}_{strip}_T{MGRS_TILE}",
+        "item_id": f"{m}_MSIL2A_{take}_R{RELATIVE_ORBIT:03d}_T{tile}_{gen}",
+        "system_index": f"{take}_{strip}_T{tile}",
         "datatake_id": f"G{m}_{take}_{orbit}_N{base}",
         "datastrip_id": f"{m}_OPER_MSI_L2A_DS_ESRI_{gen}_S{strip}_N{base}",
-        "granule_id": f"{m}_OPER_MSI_L2A_TL_ESRI_{gen}_A{orbit}_T{MGRS_TILE}_N{base}",
+        "granule_id": f"{m}_OPER_MSI_L2A_TL_ESRI_{gen}_A{orbit}_T{tile}_N{base}",
         "product_uri": (f"{m}_MSIL2A_{take}_N{base.replace('.', '')}_R{RELATIVE_ORBIT:03d}"
-                        f"_T{MGRS_TILE}_{gen}.SAFE"),
+                        f"_T{tile}_{gen}.SAFE"),
     }
 
 
@@ -152,7 +154,8 @@ def s2_item(scene: dict, ids: dict[str, str], generated: datetime, grid: Grid, s
     props = {
         "datetime": _iso(scene["datatake_start"]), "platform": scene["platform"],
         "proj:epsg": grid.epsg, "instruments": ["msi"],
-        "s2:mgrs_tile": MGRS_TILE, "constellation": "Sentinel 2", "s2:granule_id": ids["granule_id"],
+        "s2:mgrs_tile": scene.get("tile", MGRS_TILE), "constellation": "Sentinel 2",
+        "s2:granule_id": ids["granule_id"],
         "eo:cloud_cover": pct["cloud_cover"], "s2:datatake_id": ids["datatake_id"],
         "s2:product_uri": ids["product_uri"], "s2:datastrip_id": ids["datastrip_id"],
         "s2:product_type": "S2MSI2A", "sat:orbit_state": "descending",
@@ -186,7 +189,8 @@ def probability_item(scene: dict, ids: dict[str, str], grid: Grid) -> dict:
         "stac_extensions": [_EXT["proj"], _EXT["raster"]],
         "id": sid, "collection": "s2-cloud-probability", "geometry": geometry, "bbox": bbox,
         "properties": {"datetime": _iso(scene["datatake_start"]), "platform": scene["platform"],
-                       "s2:mgrs_tile": MGRS_TILE, "proj:epsg": grid.epsg, "proj:code": grid.crs},
+                       "s2:mgrs_tile": scene.get("tile", MGRS_TILE), "proj:epsg": grid.epsg,
+                       "proj:code": grid.crs},
         "links": _links(),
         "assets": {"probability": {
             "href": f"cogs/{sid}/probability.tif", "type": COG_TYPE, "roles": ["data"],
