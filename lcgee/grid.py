@@ -57,8 +57,24 @@ class Grid:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_bounds(cls, bounds: BBox, resolution: float, crs: str) -> Grid:
-        """Grid covering ``(left, bottom, right, top)`` in ``crs``, snapped outward to ``resolution``."""
+    def from_bounds(cls, bounds: BBox, resolution: float, crs: str, *,
+                    tolerance: float = 0.005) -> Grid:
+        """Grid covering ``(left, bottom, right, top)`` in ``crs``, snapped outward to ``resolution``.
+
+        Bounds of a raster whose pixels are *nearly* ``resolution`` keep its shape: when the
+        left and top edges lie on the ``resolution`` lattice and width and height are a whole
+        number of pixels whose size differs from ``resolution`` by at most ``tolerance``
+        (relative; 0.5 % by default, e.g. 9.995 m pixels for 10 m), the grid has that many
+        pixels of exactly ``resolution`` from the same top-left corner, instead of one more
+        pixel per axis from snapping outward.
+        """
+        kept = _near_shape(bounds, resolution, tolerance)
+        if kept is not None:
+            left, top = (round(bounds[0] / resolution) * resolution,
+                         round(bounds[3] / resolution) * resolution)
+            return cls(crs=_crs_string(crs), transform=(float(resolution), 0.0, float(left), 0.0,
+                                                        -float(resolution), float(top)),
+                       shape=kept)
         left, bottom, right, top = bounds
         left = math.floor(left / resolution) * resolution
         bottom = math.floor(bottom / resolution) * resolution
@@ -71,6 +87,36 @@ class Grid:
             transform=(float(resolution), 0.0, float(left), 0.0, -float(resolution), float(top)),
             shape=(height, width),
         )
+
+    @classmethod
+    def from_raster(cls, source: Any, resolution: float | None = None, *,
+                    tolerance: float = 0.005) -> Grid:
+        """The grid of a raster: a rasterio dataset, or an xarray/rioxarray object.
+
+        ``source`` may be an open ``rasterio`` dataset (``.transform``, ``.shape``, ``.crs``)
+        or a DataArray/Dataset with the ``rio`` accessor (rioxarray) or with regularly spaced
+        ``x``/``y`` pixel-centre coordinates and a ``crs`` (``rio.crs``, ``spatial_ref`` or
+        ``attrs["crs"]``). With ``resolution`` None the raster's own pixel size is kept;
+        otherwise its pixels must be within ``tolerance`` (relative) of ``resolution``, and the
+        grid keeps the raster's shape and top-left corner with pixels of exactly
+        ``resolution`` (the corner snapped to the ``resolution`` lattice when it is within
+        ``tolerance`` of it).
+        """
+        transform, shape, crs = _raster_geometry(source)
+        a, _, c, _, e, f = transform
+        if resolution is None:
+            return cls(_crs_string(crs), (float(a), 0.0, float(c), 0.0, float(e), float(f)),
+                       shape)
+        if abs(a - resolution) > tolerance * resolution or abs(-e - resolution) > \
+                tolerance * resolution:
+            raise ParamsError(
+                f"the raster's pixels are {a:g} x {-e:g}, not within {tolerance:.1%} of "
+                f"{resolution:g}", where="Grid.from_raster",
+                fix="resample the raster to the grid resolution first, or pass resolution=None")
+        snap = [round(v / resolution) * resolution for v in (c, f)]
+        c, f = (s if abs(s - v) <= tolerance * resolution else v for s, v in zip(snap, (c, f)))
+        return cls(_crs_string(crs), (float(resolution), 0.0, float(c), 0.0,
+                                      -float(resolution), float(f)), shape)
 
     @classmethod
     def from_bbox(cls, bbox: BBox, resolution: float, crs: str | None = None) -> Grid:
@@ -214,6 +260,50 @@ class Grid:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
         return cls(d["crs"], tuple(d["transform"]), tuple(d["shape"]))  # type: ignore[arg-type]
+
+
+def _near_shape(bounds: BBox, resolution: float, tolerance: float) -> tuple[int, int] | None:
+    """``(height, width)`` when ``bounds`` are a raster of nearly-``resolution`` pixels."""
+    left, bottom, right, top = bounds
+    for edge in (left, top):
+        if abs(edge / resolution - round(edge / resolution)) > 1e-6:
+            return None
+    n = [round((top - bottom) / resolution), round((right - left) / resolution)]
+    sizes = [(top - bottom) / max(n[0], 1), (right - left) / max(n[1], 1)]
+    if min(n) < 1 or any(abs(s - resolution) > tolerance * resolution for s in sizes):
+        return None
+    if all(abs(s - resolution) <= 1e-9 * resolution for s in sizes):
+        return None  # exact: the usual path gives the same grid
+    return n[0], n[1]
+
+
+def _raster_geometry(source: Any) -> tuple[tuple[float, ...], tuple[int, int], Any]:
+    """``(transform 6-tuple, (height, width), crs)`` of a rasterio dataset or xarray object."""
+    if hasattr(source, "transform") and hasattr(source, "crs") and hasattr(source, "height"):
+        t = source.transform
+        return (t.a, t.b, t.c, t.d, t.e, t.f), (int(source.height), int(source.width)), \
+            source.crs.to_string()
+    rio = getattr(source, "rio", None)
+    if rio is not None:
+        try:
+            t, crs = rio.transform(recalc=True), rio.crs
+            if crs is not None:
+                return (t.a, t.b, t.c, t.d, t.e, t.f), (int(rio.height), int(rio.width)), \
+                    crs.to_string()
+        except Exception:  # fall back to the coordinates below
+            pass
+    coords = getattr(source, "coords", {})
+    if "x" not in coords or "y" not in coords:
+        raise ParamsError(f"cannot read a grid from {type(source).__name__}", where="Grid.from_raster",
+                          fix="pass a rasterio dataset or a DataArray with x/y coordinates and a crs")
+    xs, ys = np.asarray(source["x"], float), np.asarray(source["y"], float)
+    crs = source.attrs.get("crs") or (source["spatial_ref"].attrs.get("crs_wkt")
+                                      if "spatial_ref" in coords else None)
+    if crs is None or xs.size < 2 or ys.size < 2:
+        raise ParamsError("the raster has no crs or fewer than 2 pixels along an axis",
+                          where="Grid.from_raster", fix="set attrs['crs'] (e.g. 'EPSG:32652')")
+    dx, dy = (xs[-1] - xs[0]) / (xs.size - 1), (ys[-1] - ys[0]) / (ys.size - 1)
+    return (dx, 0.0, xs[0] - dx / 2, 0.0, dy, ys[0] - dy / 2), (ys.size, xs.size), crs
 
 
 def _crs_string(crs: str | int) -> str:
