@@ -1,0 +1,178 @@
+"""Issue 11: class priors kept by sampling, refit on all samples, block size from the data,
+the plain-LightGBM baseline, and grids from real rasters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lcgee import blocks, samples, train
+from lcgee.errors import DataError, ParamsError
+from lcgee.grid import Grid
+from lcgee.params import TrainParams
+
+NAMES = ["f0", "f1", "f2"]
+
+
+def skewed(shape=(200, 200), shares=(0.80, 0.15, 0.05), seed=0):
+    """Labels 10/40/80 with the given shares (random pixels) and features that overlap."""
+    rng = np.random.default_rng(seed)
+    lab = rng.choice([10, 40, 80], size=shape, p=shares).astype(np.int64)
+    centre = {10: 0.0, 40: 1.0, 80: 2.0}
+    X = np.stack([np.vectorize(centre.get)(lab) + rng.normal(0, 0.9, shape)
+                  for _ in NAMES]).astype(np.float32)
+    return X, lab
+
+
+# ---- 1. sampling keeps the class priors -----------------------------------------------------
+def test_default_sampling_keeps_the_class_shares_with_a_floor():
+    X, lab = skewed()
+    t = samples.sample_region(X, lab, NAMES, region="r", offset=(0, 0), block_px=20,
+                              per_class=500, floor=120)
+    shares = t["label"].value_counts(normalize=True)
+    truth = pd.Series(lab.ravel()).value_counts(normalize=True)
+    assert len(t) >= 1500 - 5  # the budget: per_class x classes
+    # the common classes keep their ratio; the rare one (5 % = 75 samples) is floored at 120
+    assert shares[10] / shares[40] == pytest.approx(truth[10] / truth[40], rel=0.03)
+    assert (t["label"] == 80).sum() == 120
+    assert shares[10] > 0.75
+    balanced = samples.sample_region(X, lab, NAMES, region="r", offset=(0, 0), block_px=20,
+                                     per_class=500, balance=True)
+    assert set(balanced["label"].value_counts()) == {500}
+
+
+def test_allocation_is_proportional_floored_and_capped():
+    sizes = samples.allocate(np.array([8000, 1500, 30]), per_class=1000, balance=False,
+                             min_per_class=100)
+    assert sizes.tolist() == [2518, 472, 30]  # 3000 x 8000/9530 ...; the rare class has 30
+    assert samples.allocate(np.array([8000, 1500, 30]), per_class=1000, balance=True,
+                            min_per_class=100).tolist() == [1000, 1000, 30]
+
+
+def test_proportional_sampling_beats_balanced_on_a_skewed_landscape():
+    """Balanced sampling shifts the learnt priors towards rare classes: overall accuracy on
+    a new draw of the same landscape drops."""
+    X, lab = skewed(seed=1)
+    X2, lab2 = skewed(seed=2)
+    cfg = TrainParams(num_iterations=60, early_stopping_rounds=0)
+    acc = {}
+    for balance in (False, True):
+        t = samples.sample_region(X, lab, NAMES, region="r", offset=(0, 0), block_px=20,
+                                  per_class=600, balance=balance)
+        bundle = train.train_lightgbm(t, NAMES, cfg, class_values=[10, 40, 80])
+        pred = bundle.predict_labels(X2.reshape(3, -1).T.astype(np.float64))
+        acc[balance] = float((pred == lab2.ravel()).mean())
+    assert acc[False] > acc[True] + 0.02, acc
+
+
+# ---- 2. refit on every sample -----------------------------------------------------------------
+def test_final_model_is_refit_on_all_samples_with_the_early_stopped_rounds():
+    import lightgbm as lgb
+
+    X, lab = skewed(seed=3)
+    t = samples.sample_region(X, lab, NAMES, region="r", offset=(0, 0), block_px=20,
+                              per_class=400)
+    cfg = TrainParams(num_iterations=300, early_stopping_rounds=10, learning_rate=0.3)
+    bundle = train.train_lightgbm(t, NAMES, cfg, class_values=[10, 40, 80])
+    best = bundle.meta["best_iteration"]
+    assert bundle.meta["refit"] and bundle.meta["train_samples"] == len(t)
+    assert 1 <= best < 300 and bundle.booster.num_trees() == best * 3
+    Xt = t[NAMES].to_numpy(np.float64)
+    y = t["label"].map({10: 0, 40: 1, 80: 2}).to_numpy()
+    reference = lgb.train(train.lightgbm_params(cfg, 3), lgb.Dataset(Xt, y), num_boost_round=best)
+    np.testing.assert_allclose(bundle.booster.predict(Xt), reference.predict(Xt), rtol=1e-12)
+    old = train.train_lightgbm(t, NAMES, cfg.model_copy(update={"refit": False}),
+                               class_values=[10, 40, 80])
+    assert old.meta["train_samples"] < len(t)
+
+
+# ---- 3. block size from the data --------------------------------------------------------------
+def patches(shape, size, seed=0):
+    """Labels constant over ``size`` x ``size`` tiles, classes drawn at random per tile."""
+    rng = np.random.default_rng(seed)
+    tiles = rng.choice([10, 20, 30, 40], size=(-(-shape[0] // size), -(-shape[1] // size)))
+    return np.kron(tiles, np.ones((size, size), dtype=np.int64))[:shape[0], :shape[1]]
+
+
+def test_autocorrelation_range_of_patchy_labels():
+    assert blocks.autocorrelation_range({"a": patches((256, 256), 8)}) == 8
+    assert blocks.autocorrelation_range({"a": patches((256, 256), 24, seed=1)}) == 24
+
+
+def test_auto_block_size_adapts_to_small_regions():
+    small = {"half": patches((100, 50), 4)}  # a 1 km x 500 m training half at 10 m
+    choice = blocks.choose_block_size(small, 10.0)
+    assert choice.rule == "auto" and choice.n_blocks >= blocks.target_blocks(5, 0.2)
+    assert choice.block_px <= 10 and choice.block_size_m == choice.block_px * 10.0
+    big = {"a": patches((640, 640), 16), "b": patches((640, 640), 16, seed=2)}
+    assert blocks.choose_block_size(big, 10.0).block_px == 16  # the range fits: kept
+
+
+def test_too_few_blocks_is_a_clear_error_before_training():
+    small = {"half": patches((100, 50), 4)}
+    with pytest.raises(DataError, match="labels.block_size to") as err:
+        blocks.choose_block_size(small, 10.0, block_size=640)
+    assert "fewer than the 8" in str(err.value)
+    with pytest.raises(DataError, match="larger training regions"):
+        blocks.choose_block_size({"tiny": np.full((2, 2), 10)}, 10.0)
+
+
+# ---- 4. the baseline -------------------------------------------------------------------------
+def test_baseline_is_plain_lightgbm_with_library_defaults():
+    import lightgbm as lgb
+
+    X, lab = skewed(seed=4)
+    t = samples.sample_region(X, lab, NAMES, region="r", offset=(0, 0), block_px=20,
+                              per_class=300)
+    base = train.train_baseline(t, NAMES, class_values=[10, 40, 80])
+    assert base.meta["train_samples"] == len(t) and base.booster.num_trees() == 300
+    clf = lgb.LGBMClassifier(random_state=0, deterministic=True, force_row_wise=True,
+                             n_jobs=2, verbose=-1)
+    clf.fit(t[NAMES].to_numpy(np.float64), t["label"].to_numpy())
+    Xt = t[NAMES].to_numpy(np.float64)
+    np.testing.assert_allclose(base.booster.predict(Xt), clf.predict_proba(Xt), rtol=1e-9)
+
+
+# ---- 7. grids from real rasters ----------------------------------------------------------------
+def test_bounds_of_nearly_10_m_pixels_keep_their_shape():
+    left, top = 500000.0, 4000000.0
+    bounds = (left, top - 100 * 9.995, left + 101 * 9.995, top)
+    grid = Grid.from_bounds(bounds, 10, "EPSG:32652")
+    assert grid.shape == (100, 101) and grid.transform == (10.0, 0.0, left, 0.0, -10.0, top)
+    assert Grid.from_bounds((left, top - 1000, left + 1005, top), 10, "EPSG:32652").shape \
+        == (100, 101)  # 1005 m is not a whole number of near-10 m pixels: snapped outward
+
+
+def test_grid_from_rasterio_and_rioxarray(tmp_path):
+    import rasterio
+    import rioxarray
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "r.tif"
+    transform = from_origin(500000.0, 4000000.0, 9.995, 9.995)
+    with rasterio.open(path, "w", driver="GTiff", height=100, width=101, count=1,
+                       dtype="uint8", crs="EPSG:32652", transform=transform) as dst:
+        dst.write(np.ones((1, 100, 101), np.uint8))
+    with rasterio.open(path) as src:
+        own = Grid.from_raster(src)
+        nominal = Grid.from_raster(src, 10)
+    assert own.shape == (100, 101) and own.resolution == pytest.approx(9.995)
+    assert nominal.shape == (100, 101) and nominal.transform[:3] == (10.0, 0.0, 500000.0)
+    da = rioxarray.open_rasterio(path)
+    assert Grid.from_raster(da, 10) == nominal
+    plain = da.drop_vars("spatial_ref").assign_attrs(crs="EPSG:32652")
+    assert Grid.from_raster(plain, 10) == nominal
+    with pytest.raises(ParamsError, match="not within"):
+        Grid.from_raster(src_like(tmp_path), 10)
+
+
+def src_like(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "coarse.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=10, width=10, count=1, dtype="uint8",
+                       crs="EPSG:32652", transform=from_origin(0, 100, 20, 20)) as dst:
+        dst.write(np.ones((1, 10, 10), np.uint8))
+    return rasterio.open(path)
