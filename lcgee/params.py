@@ -166,8 +166,8 @@ class CompositeParams(_Section):
         text = v.strip().upper()
         if text in ("SEASON", "SEASONS", "QS-DEC"):
             return "season"
-        if not re.fullmatch(r"([1-9]|1[0-2])M", text):
-            raise ValueError(f"{v!r} is not a period; use e.g. 1M, 2M, 3M, 6M or season")
+        if not re.fullmatch(r"(1|2|3|4|6|12)M", text):
+            raise ValueError(f"{v!r} is not a period; use 1M, 2M, 3M, 4M, 6M, 12M or season")
         return text
 
 

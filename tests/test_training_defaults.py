@@ -176,3 +176,50 @@ def src_like(tmp_path):
                        crs="EPSG:32652", transform=from_origin(0, 100, 20, 20)) as dst:
         dst.write(np.ones((1, 10, 10), np.uint8))
     return rasterio.open(path)
+
+
+# ---- 6. composite periods ----------------------------------------------------------------------
+def month_stack(months=("2021-01-10", "2021-02-10", "2021-03-10", "2021-03-25", "2021-04-10",
+                        "2021-06-10", "2021-12-05"), empty="2021-04-10", seed=0):
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    data = rng.random((len(months), 4, 6, 5)).astype(np.float32)
+    times = np.array(months, dtype="datetime64[ns]")
+    data[list(times).index(np.datetime64(empty, "ns"))] = np.nan  # no clear view that month
+    data[0, :, 0, 0] = np.nan
+    return xr.DataArray(data, dims=("time", "band", "y", "x"),
+                        coords={"time": times, "band": ["B02", "B03", "B04", "B08"]})
+
+
+def test_two_month_and_season_periods():
+    from lcgee import composite
+
+    stack = month_stack()
+    two = composite.period_median(stack, "2M")
+    assert list(two["label"].values) == ["m202101p2", "m202103p2", "m202105p2", "m202111p2"]
+    np.testing.assert_array_equal(two.isel(period=1).values,
+                                  np.nanmedian(stack.values[2:5], axis=0))
+    seasons = composite.period_median(stack, "season")
+    assert list(seasons["label"].values) == ["s2021DJF", "s2021MAM", "s2021JJA", "s2022DJF"]
+    monthly = composite.period_median(stack, "1M")
+    np.testing.assert_array_equal(monthly.values, composite.monthly_median(stack).values)
+
+
+def test_a_month_without_observations_is_filled_or_dropped_never_all_nan():
+    from lcgee import composite, features
+    from lcgee.errors import DataWarning
+
+    stack = month_stack()
+    filled = features.features_from_stack(stack, "monthly", index_names=["NDVI"])
+    values = filled.features.values
+    assert not np.isnan(values).all(axis=(1, 2)).any()  # no feature is NaN everywhere
+    assert not np.isnan(values).any()  # every pixel has some valid observation
+    april = [i for i, b in enumerate(filled.features["band"].values)
+             if str(b).startswith("m202104_") and not str(b).endswith("NDVI")]
+    np.testing.assert_array_equal(values[april], composite.median(stack).values)  # the fill
+    with pytest.warns(DataWarning, match="m202104"):
+        dropped = features.features_from_stack(stack, "monthly", index_names=["NDVI"],
+                                               empty_period="drop")
+    names = [str(b) for b in dropped.features["band"].values]
+    assert not any(n.startswith("m202104_") for n in names) and "m202103_NDVI" in names
