@@ -111,7 +111,7 @@ def test_auto_block_size_adapts_to_small_regions():
 
 def test_too_few_blocks_is_a_clear_error_before_training():
     small = {"half": patches((100, 50), 4)}
-    with pytest.raises(DataError, match="labels.block_size to") as err:
+    with pytest.raises(DataError, match=r"labels\.block_size to") as err:
         blocks.choose_block_size(small, 10.0, block_size=640)
     assert "fewer than the 8" in str(err.value)
     with pytest.raises(DataError, match="larger training regions"):
@@ -128,7 +128,7 @@ def test_baseline_is_plain_lightgbm_with_library_defaults():
     base = train.train_baseline(t, NAMES, class_values=[10, 40, 80])
     assert base.meta["train_samples"] == len(t) and base.booster.num_trees() == 300
     clf = lgb.LGBMClassifier(random_state=0, deterministic=True, force_row_wise=True,
-                             n_jobs=2, verbose=-1)
+                             n_jobs=1, verbose=-1)
     clf.fit(t[NAMES].to_numpy(np.float64), t["label"].to_numpy())
     Xt = t[NAMES].to_numpy(np.float64)
     np.testing.assert_allclose(base.booster.predict(Xt), clf.predict_proba(Xt), rtol=1e-9)
@@ -223,3 +223,74 @@ def test_a_month_without_observations_is_filled_or_dropped_never_all_nan():
                                                empty_period="drop")
     names = [str(b) for b in dropped.features["band"].values]
     assert not any(n.startswith("m202104_") for n in names) and "m202103_NDVI" in names
+
+
+# ---- 5. bring your own stack -------------------------------------------------------------------
+def own_stack(seed=0, shape=(96, 96), times=10):
+    """Four bands, three classes in 8-px patches, clouds (probability 100, bright) on some
+    observations; no sun angles."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    lab = patches(shape, 8, seed=seed)
+    lab = np.where(lab == 40, 30, lab)  # classes 10, 20, 30
+    spectra = {10: [0.03, 0.05, 0.03, 0.35], 20: [0.04, 0.07, 0.05, 0.30],
+               30: [0.05, 0.06, 0.08, 0.20]}
+    clean = np.zeros((times, 4, *shape), np.float32)
+    for code, mean in spectra.items():
+        sel = lab == code
+        for b, m in enumerate(mean):
+            clean[:, b][:, sel] = m + rng.normal(0, 0.008, (times, int(sel.sum())))
+    prob = np.zeros((times, *shape), np.float32)
+    data = clean.copy()
+    for t in range(times):
+        r, c = rng.integers(0, shape[0] - 30, 2)
+        prob[t, r:r + 30, c:c + 30] = 100
+        data[t, :, r:r + 30, c:c + 30] = 0.6  # a bright cloud
+    coords = {"time": np.arange(times).astype("datetime64[D]").astype("datetime64[ns]")
+              + np.timedelta64(20, "D") * np.arange(times),
+              "band": ["B02", "B03", "B04", "B08"],
+              "y": 4000000 - 10 * (np.arange(shape[0]) + 0.5),
+              "x": 500000 + 10 * (np.arange(shape[1]) + 0.5)}
+    stack = xr.DataArray(data, dims=("time", "band", "y", "x"), coords=coords)
+    probability = xr.DataArray(prob, dims=("time", "y", "x"),
+                               coords={k: coords[k] for k in ("time", "y", "x")})
+    return stack, probability, lab
+
+
+def test_own_stack_with_four_bands_and_no_sun_angles():
+    from lcgee import own_stack as own
+    from lcgee.errors import DataWarning
+
+    stack, probability, lab = own_stack()
+    with pytest.warns(DataWarning) as record:
+        out = own.run_own_stack(stack, lab, cloud_probability=probability,
+                                train_params=TrainParams(num_iterations=30))
+    text = " ".join(str(w.message) for w in record)
+    assert "shadow step skipped (no sun azimuths)" in text
+    assert "MNDWI (needs B11)" in text and "NDBI (needs B11)" in text
+    assert "NDWI (needs B11)" in text  # lcgee's NDWI is Gao's (B08, B11)
+    assert [str(b) for b in out.features["band"].values] == ["B02", "B03", "B04", "B08", "NDVI"]
+    # the clouds are masked: the composite is close to the median of the clear observations
+    clean = stack.where(probability < 50).median("time")
+    np.testing.assert_allclose(out.features.sel(band="B04").values, clean.sel(band="B04").values,
+                               atol=0.03)
+    m = out.metrics
+    assert m["holdout_vs_labels"]["overall_accuracy"] > 0.95
+    assert "holdout_vs_labels" in m["baseline"] and "block_cv" in m["baseline"]
+    assert out.landcover.shape == lab.shape and set(np.unique(out.landcover)) <= {0, 10, 20, 30}
+    assert out.model.meta["train_samples"] == len(out.samples)
+    assert out.blocks.n_blocks >= 8
+
+
+def test_own_stack_without_nir_masks_clouds_but_not_shadows():
+    from lcgee import own_stack as own
+    from lcgee.errors import DataWarning
+
+    stack, probability, _ = own_stack(shape=(48, 48), times=3)
+    with pytest.warns(DataWarning, match=r"shadow step skipped \(no B08 band\)"):
+        masked = own.mask_own_stack(stack.drop_sel(band="B08"), cloud_probability=probability,
+                                    sun_azimuth=[150.0] * 3, resolution=10.0)
+    cloudy = (probability > 50).values
+    assert np.isnan(masked.values[:, 0][cloudy]).all()
+    assert np.isfinite(masked.values[:, 0]).any()
