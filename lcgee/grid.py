@@ -58,20 +58,22 @@ class Grid:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_bounds(cls, bounds: BBox, resolution: float, crs: str, *,
-                    tolerance: float = 0.005) -> Grid:
+                    shape: tuple[int, int] | None = None, tolerance: float = 0.005) -> Grid:
         """Grid covering ``(left, bottom, right, top)`` in ``crs``, snapped outward to ``resolution``.
 
-        Bounds of a raster whose pixels are *nearly* ``resolution`` keep its shape: when the
-        left and top edges lie on the ``resolution`` lattice and width and height are a whole
-        number of pixels whose size differs from ``resolution`` by at most ``tolerance``
-        (relative; 0.5 % by default, e.g. 9.995 m pixels for 10 m), the grid has that many
-        pixels of exactly ``resolution`` from the same top-left corner, instead of one more
-        pixel per axis from snapping outward.
+        Bounds of a raster whose pixels are *nearly* ``resolution`` (within ``tolerance``,
+        relative: 0.5 % by default, e.g. 9.995 m or 10.005 m pixels for 10 m) keep its shape
+        instead of gaining a row and a column from the outward snap: always when ``shape``
+        ``(height, width)`` is given (the raster's; its pixel size is checked), and without
+        it when the left and top edges lie on the ``resolution`` lattice. The grid then has
+        pixels of exactly ``resolution`` from the raster's top-left corner (snapped to the
+        lattice when within ``tolerance`` of a pixel of it). :meth:`from_raster` does this
+        from a raster object directly.
         """
-        kept = _near_shape(bounds, resolution, tolerance)
+        kept = _near_shape(bounds, resolution, tolerance, shape)
         if kept is not None:
-            left, top = (round(bounds[0] / resolution) * resolution,
-                         round(bounds[3] / resolution) * resolution)
+            left, top = (_snap(bounds[0], resolution, tolerance),
+                         _snap(bounds[3], resolution, tolerance))
             return cls(crs=_crs_string(crs), transform=(float(resolution), 0.0, float(left), 0.0,
                                                         -float(resolution), float(top)),
                        shape=kept)
@@ -107,16 +109,8 @@ class Grid:
         if resolution is None:
             return cls(_crs_string(crs), (float(a), 0.0, float(c), 0.0, float(e), float(f)),
                        shape)
-        if abs(a - resolution) > tolerance * resolution or abs(-e - resolution) > \
-                tolerance * resolution:
-            raise ParamsError(
-                f"the raster's pixels are {a:g} x {-e:g}, not within {tolerance:.1%} of "
-                f"{resolution:g}", where="Grid.from_raster",
-                fix="resample the raster to the grid resolution first, or pass resolution=None")
-        snap = [round(v / resolution) * resolution for v in (c, f)]
-        c, f = (s if abs(s - v) <= tolerance * resolution else v for s, v in zip(snap, (c, f)))
-        return cls(_crs_string(crs), (float(resolution), 0.0, float(c), 0.0,
-                                      -float(resolution), float(f)), shape)
+        bounds = (c, f + e * shape[0], c + a * shape[1], f)
+        return cls.from_bounds(bounds, resolution, crs, shape=shape, tolerance=tolerance)
 
     @classmethod
     def from_bbox(cls, bbox: BBox, resolution: float, crs: str | None = None) -> Grid:
@@ -262,19 +256,34 @@ class Grid:
         return cls(d["crs"], tuple(d["transform"]), tuple(d["shape"]))  # type: ignore[arg-type]
 
 
-def _near_shape(bounds: BBox, resolution: float, tolerance: float) -> tuple[int, int] | None:
+def _near_shape(bounds: BBox, resolution: float, tolerance: float,
+                shape: tuple[int, int] | None) -> tuple[int, int] | None:
     """``(height, width)`` when ``bounds`` are a raster of nearly-``resolution`` pixels."""
     left, bottom, right, top = bounds
-    for edge in (left, top):
-        if abs(edge / resolution - round(edge / resolution)) > 1e-6:
+    if shape is None:
+        if any(abs(v / resolution - round(v / resolution)) > 1e-6 for v in (left, top)):
             return None
-    n = [round((top - bottom) / resolution), round((right - left) / resolution)]
+        n = (round((top - bottom) / resolution), round((right - left) / resolution))
+    else:
+        n = (int(shape[0]), int(shape[1]))
     sizes = [(top - bottom) / max(n[0], 1), (right - left) / max(n[1], 1)]
-    if min(n) < 1 or any(abs(s - resolution) > tolerance * resolution for s in sizes):
+    if min(n) < 1 or any(abs(p - resolution) > tolerance * resolution for p in sizes):
+        if shape is not None:
+            raise ParamsError(
+                f"a raster of {n[0]} x {n[1]} pixels over {bounds} has pixels of "
+                f"{sizes[1]:g} x {sizes[0]:g}, not within {tolerance:.1%} of {resolution:g}",
+                where="grid", fix="resample the raster to the grid resolution first, or build "
+                "the grid at the raster's own resolution (Grid.from_raster(src))")
         return None
-    if all(abs(s - resolution) <= 1e-9 * resolution for s in sizes):
+    if shape is None and all(abs(p - resolution) <= 1e-9 * resolution for p in sizes):
         return None  # exact: the usual path gives the same grid
-    return n[0], n[1]
+    return n
+
+
+def _snap(value: float, resolution: float, tolerance: float) -> float:
+    """``value`` moved onto the ``resolution`` lattice when it is within ``tolerance`` px."""
+    snapped = round(value / resolution) * resolution
+    return snapped if abs(snapped - value) <= tolerance * resolution else value
 
 
 def _raster_geometry(source: Any) -> tuple[tuple[float, ...], tuple[int, int], Any]:

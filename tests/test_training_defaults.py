@@ -136,12 +136,22 @@ def test_baseline_is_plain_lightgbm_with_library_defaults():
 
 # ---- 7. grids from real rasters ----------------------------------------------------------------
 def test_bounds_of_nearly_10_m_pixels_keep_their_shape():
+    # on the 10 m lattice, pixels of 10.005 m: snapping outward would add a row and a column
     left, top = 500000.0, 4000000.0
-    bounds = (left, top - 100 * 9.995, left + 101 * 9.995, top)
+    bounds = (left, top - 100 * 10.005, left + 101 * 10.005, top)
     grid = Grid.from_bounds(bounds, 10, "EPSG:32652")
     assert grid.shape == (100, 101) and grid.transform == (10.0, 0.0, left, 0.0, -10.0, top)
-    assert Grid.from_bounds((left, top - 1000, left + 1005, top), 10, "EPSG:32652").shape \
-        == (100, 101)  # 1005 m is not a whole number of near-10 m pixels: snapped outward
+    # off the lattice (the 9.995 m raster): with its shape the grid keeps it
+    left = 500003.2
+    bounds = (left, top - 100 * 9.995, left + 101 * 9.995, top)
+    assert Grid.from_bounds(bounds, 10, "EPSG:32652").shape == (100, 102)  # snapped outward
+    kept = Grid.from_bounds(bounds, 10, "EPSG:32652", shape=(100, 101))
+    assert kept.shape == (100, 101) and kept.transform[2] == left
+    with pytest.raises(ParamsError, match="not within"):
+        Grid.from_bounds(bounds, 10, "EPSG:32652", shape=(90, 101))
+    # bounds that are not a raster keep the outward snap
+    assert Grid.from_bounds((500000.0, 3999000.0, 501005.0, 4000000.0), 10, "EPSG:32652").shape \
+        == (100, 101)
 
 
 def test_grid_from_rasterio_and_rioxarray(tmp_path):
@@ -150,7 +160,7 @@ def test_grid_from_rasterio_and_rioxarray(tmp_path):
     from rasterio.transform import from_origin
 
     path = tmp_path / "r.tif"
-    transform = from_origin(500000.0, 4000000.0, 9.995, 9.995)
+    transform = from_origin(500003.2, 4000000.0, 9.995, 9.995)
     with rasterio.open(path, "w", driver="GTiff", height=100, width=101, count=1,
                        dtype="uint8", crs="EPSG:32652", transform=transform) as dst:
         dst.write(np.ones((1, 100, 101), np.uint8))
@@ -158,7 +168,7 @@ def test_grid_from_rasterio_and_rioxarray(tmp_path):
         own = Grid.from_raster(src)
         nominal = Grid.from_raster(src, 10)
     assert own.shape == (100, 101) and own.resolution == pytest.approx(9.995)
-    assert nominal.shape == (100, 101) and nominal.transform[:3] == (10.0, 0.0, 500000.0)
+    assert nominal.shape == (100, 101) and nominal.transform[:3] == (10.0, 0.0, 500003.2)
     da = rioxarray.open_rasterio(path)
     assert Grid.from_raster(da, 10) == nominal
     plain = da.drop_vars("spatial_ref").assign_attrs(crs="EPSG:32652")
