@@ -12,7 +12,9 @@ macro-F1):
   labels, early stopping then refit on every sample);
 * ``baseline``: plain LightGBM (library defaults, 100 rounds, all samples of the defaults'
   table, no early stopping), as in ``metrics.json``;
-* ``balanced_refit``: balanced sampling with today's other defaults (the sampling's effect).
+* ``balanced_refit``: balanced sampling with today's other defaults (the sampling's effect);
+* ``no_refit``: today's defaults without the refit (the refit's effect);
+* ``blocks_640m``: today's defaults with the previous fixed 640 m blocks (the block rule's).
 
 The last printed line is one JSON object.
 """
@@ -60,6 +62,8 @@ def main(run_dir: Path) -> dict:
                                     per_class=2000, seed=0, balance=False, floor=100),
         "balanced": samples.collect(feats, wc, train_regions, grid, block_px=auto.block_px,
                                     per_class=2000, seed=0, balance=True),
+        "blocks_640m": samples.collect(feats, wc, train_regions, grid, block_px=64,
+                                       per_class=2000, seed=0, balance=False, floor=100),
     }
     cfg = TrainParams(num_iterations=p.train.num_iterations)
     classes = sorted(int(c) for c in np.unique(wc[wc > 0]))
@@ -73,6 +77,11 @@ def main(run_dir: Path) -> dict:
     models["baseline"] = train.train_baseline(tables["defaults"], names, class_values=classes)
     models["balanced_refit"] = train.train_lightgbm(tables["balanced"], names, cfg,
                                                     class_values=classes)
+    models["no_refit"] = train.train_lightgbm(tables["defaults"], names,
+                                              cfg.model_copy(update={"refit": False}),
+                                              class_values=classes)
+    models["blocks_640m"] = train.train_lightgbm(tables["blocks_640m"], names, cfg,
+                                                 class_values=classes)
     seconds = time.perf_counter() - t0
     scores: dict = {}
     for name, rg in regions.items():
