@@ -103,7 +103,8 @@ def run_own_stack(stack: xr.DataArray, labels: Any, *, holdout: np.ndarray | Non
         cloud_probability, cloud_mask, sun_azimuth: see :func:`mask_own_stack`.
         resolution: pixel size in metres (default: from the ``x`` coordinates).
         index_names: spectral indices to add (skipped with a warning when bands are absent).
-        composite, label_params, train_params, cloud: the params sections (defaults if None).
+        composite, label_params, train_params, cloud: the params sections (defaults if None);
+            ``composite.method: best`` ranks observations by ``cloud_probability``.
 
     Returns:
         :class:`OwnStackResult`; ``metrics`` holds ``block_cv``, ``holdout_vs_labels`` and the
@@ -121,8 +122,11 @@ def run_own_stack(stack: xr.DataArray, labels: Any, *, holdout: np.ndarray | Non
     held = _holdout(holdout, lab.shape)
     masked = mask_own_stack(stack, cloud_probability=cloud_probability, cloud_mask=cloud_mask,
                             sun_azimuth=sun_azimuth, resolution=res, cloud=cloud)
+    score = None  # best pixel ranks observations by cloud probability (lower is better)
+    if comp_p.method == "best" and cloud_probability is not None:
+        score = cloud_probability.transpose("time", "y", "x").fillna(100.0)
     result = features.features_from_stack(masked, comp_p.method, index_names=index_names,
-                                          period=comp_p.period,
+                                          score=score, period=comp_p.period,
                                           empty_period=comp_p.empty_period)
     feats = result.features.compute() if result.features.chunks else result.features
     names = [str(b) for b in feats["band"].values]
