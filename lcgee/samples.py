@@ -5,7 +5,7 @@ sample keeps each region's class shares (proportional allocation, with a floor f
 classes); ``balanced`` takes up to the same number of every class instead (which changes the
 class priors the model learns: see docs/decisions/0009). Block ids group pixels into square
 blocks so that cross-validation can keep neighbouring pixels together (random pixel splits
-leak spatial autocorrelation); :func:`choose_block_size` picks their size from the data.
+leak spatial autocorrelation); :func:`lcgee.blocks.choose_block_size` picks their size.
 """
 
 from __future__ import annotations
