@@ -55,6 +55,10 @@ __all__ = [
     "median",
     "monthly_median",
     "nanmedian_time",
+    "period_count",
+    "period_labels",
+    "period_median",
+    "fill_empty",
     "valid_count",
 ]
 
@@ -334,6 +338,85 @@ def _month_groups(time: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     order = np.argsort(labels, kind="stable").astype(np.int64)
     offsets = np.searchsorted(labels[order], np.arange(starts.size + 1)).astype(np.int64)
     return starts.astype("datetime64[ns]"), order, offsets
+
+
+def _period_starts(time: xr.DataArray, period: str) -> np.ndarray:
+    """First month (``datetime64[M]``) of the period each time falls in.
+
+    ``NM``: N-month windows starting in January (N divides 12: 1, 2, 3, 4, 6, 12);
+    ``season``: meteorological seasons DJF, MAM, JJA, SON (December opens next year's DJF).
+    """
+    if not np.issubdtype(time.dtype, np.datetime64):
+        raise DataError(f"the time coordinate has dtype {time.dtype}, not datetime64",
+                        where="stack.time", fix="give the stack a datetime64 time coordinate")
+    months = time.values.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    month0 = months % 12  # 0 = January
+    if period == "season":
+        back = (month0 + 1) % 3  # Dec -> 0, Jan -> 1, Feb -> 2, Mar -> 0 ...
+    else:
+        n = int(period.removesuffix("M"))
+        if n < 1 or 12 % n:
+            raise ParamsError(f"period {period!r} does not divide the year",
+                              where="composite.period", fix="use 1M, 2M, 3M, 4M, 6M or 12M")
+        back = month0 % n
+    return (months - back).astype("datetime64[M]")
+
+
+def _period_groups(time: xr.DataArray, period: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Periods of ``time``: (starts datetime64[ns], order, offsets) for the kernel."""
+    starts_m = _period_starts(time, period)
+    starts, labels = np.unique(starts_m, return_inverse=True)
+    order = np.argsort(labels, kind="stable").astype(np.int64)
+    offsets = np.searchsorted(labels[order], np.arange(starts.size + 1)).astype(np.int64)
+    return starts.astype("datetime64[ns]"), order, offsets
+
+
+def period_labels(starts: Any, period: str) -> list[str]:
+    """Feature-name prefixes of periods: ``m202104`` (1M), ``m202103p2`` (2M starting March
+    2021), ``s2021JJA`` (seasons, named by the year of their last month)."""
+    out = []
+    for start in np.asarray(starts).astype("datetime64[M]").astype(np.int64):
+        year, month = int(start // 12 + 1970), int(start % 12 + 1)
+        if period == "season":
+            name = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}[month]
+            out.append(f"s{year + (month == 12)}{name}")
+        elif period == "1M":
+            out.append(f"m{year:04d}{month:02d}")
+        else:
+            out.append(f"m{year:04d}{month:02d}p{int(period.removesuffix('M'))}")
+    return out
+
+
+def period_median(stack: xr.DataArray, period: str) -> xr.DataArray:
+    """Median per period (see :func:`_period_starts`): ``(period, band, y, x)`` float32.
+
+    Like :func:`monthly_median` (``"1M"`` gives the same values), one entry per period that
+    has at least one time; the ``period`` coordinate is the period's first day and the
+    ``label`` coordinate its feature-name prefix (:func:`period_labels`).
+    """
+    stack = _check_stack(stack)
+    starts, order, offsets = _period_groups(stack["time"], period)
+    out = _wrap(stack, _grouped(stack, order, offsets), ("period", "band", "y", "x"),
+                period=starts)
+    return out.assign_coords(label=("period", period_labels(starts, period)))
+
+
+def period_count(stack: xr.DataArray, period: str) -> xr.DataArray:
+    """Valid observations per period: ``(period, y, x)`` uint16, periods as period_median."""
+    stack = _check_stack(stack)
+    starts, order, offsets = _period_groups(stack["time"], period)
+    mask = _valid_mask(stack).data
+    counts = [mask[order[lo:hi]].sum(axis=0) for lo, hi in pairwise(offsets)]
+    xp = da if _is_dask(stack) else np
+    stacked = xp.stack(counts).astype(np.uint16)
+    return _wrap(stack, stacked, ("period", "y", "x"), period=starts).rename("count")
+
+
+def fill_empty(periods: xr.DataArray, whole: xr.DataArray) -> xr.DataArray:
+    """``periods`` (``(period, band, y, x)``) with NaN replaced by ``whole`` (``(band, y, x)``,
+    e.g. the median over the whole date range) at the same pixel and band: a period without
+    a valid observation at a pixel takes the pixel's all-period value. Lazy on Dask input."""
+    return periods.fillna(whole)
 
 
 def _grouped(stack: xr.DataArray, order: np.ndarray, offsets: np.ndarray) -> Any:

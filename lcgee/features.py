@@ -8,6 +8,7 @@ names as descriptions, NaN where no observation was valid) beside ``count.tif``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from lcgee import clouds, composite, indices
+from lcgee.errors import DataWarning
 from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
 from lcgee.masks import load_probability, read_masks
@@ -25,7 +27,7 @@ from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
 
 __all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features",
-           "monthly_preview"]
+           "monthly_preview", "features_from_stack"]
 
 
 @dataclass
@@ -64,24 +66,67 @@ def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, param
     stack = clouds.apply_mask(stack, mask)
     method = params.composite.method
     score = _score(items, table, grid, params, client, stack) if method == "best" else None
-    result = composite.composite(stack, method, score=score)
-    comp = result["composite"]
-    if method == "monthly":
-        monthly = comp
-        flat = _flatten_months(monthly, params.features.indices)
-        count = result["count"].sum("month").astype("uint16")
-        return CompositeResult(features=flat, count=count, monthly=monthly, method=method)
-    feats = indices.compute_indices(comp, list(params.features.indices))
-    return CompositeResult(features=feats.astype("float32"), count=result["count"],
-                           monthly=None, method=method)
+    return features_from_stack(stack, method, index_names=params.features.indices, score=score,
+                               period=params.composite.period,
+                               empty_period=params.composite.empty_period)
 
 
-def _flatten_months(monthly: xr.DataArray, names: Sequence[str]) -> xr.DataArray:
+def features_from_stack(stack: xr.DataArray, method: str = "median", *,
+                        index_names: Sequence[str] = (), score: xr.DataArray | None = None,
+                        period: str | None = None, empty_period: str = "fill") -> CompositeResult:
+    """Composite a masked ``(time, band, y, x)`` reflectance stack and add the indices.
+
+    Indices whose bands the stack lacks are skipped with a :class:`DataWarning` naming them.
+    ``method`` ``monthly`` composites per ``period`` (None: calendar months; ``2M``,
+    ``season`` ...). A period with no valid observation at a pixel is filled from the median
+    of the whole date range there (``empty_period="fill"``), or, with ``"drop"``, periods
+    with no valid observation anywhere are dropped with a warning (other gaps stay NaN).
+    """
+    bands = [str(b) for b in stack["band"].values]
+    names = indices_for(bands, index_names)
+    if method != "monthly":
+        result = composite.composite(stack, method, score=score)  # type: ignore[arg-type]
+        feats = indices.compute_indices(result["composite"], names)
+        return CompositeResult(features=feats.astype("float32"), count=result["count"],
+                               monthly=None, method=method)
+    period = period or "1M"
+    periods = composite.period_median(stack, period)
+    if empty_period == "fill":
+        periods = composite.fill_empty(periods, composite.median(stack))
+    else:
+        periods = _drop_empty(periods, composite.period_count(stack, period))
+    flat = _flatten_periods(periods, names)
+    return CompositeResult(features=flat, count=composite.valid_count(stack), monthly=periods,
+                           method=method)
+
+
+def indices_for(bands: Sequence[str], index_names: Sequence[str]) -> list[str]:
+    """The indices of ``index_names`` computable from ``bands``; the others are skipped with a
+    :class:`DataWarning` that names them and their missing bands."""
+    keep, skipped = [], []
+    for name in index_names:
+        missing = [b for b in indices.get_index(name).bands if b not in bands]
+        (skipped.append(f"{name} (needs {', '.join(missing)})") if missing else keep.append(name))
+    if skipped:
+        warnings.warn(f"indices skipped, their bands are absent: {'; '.join(skipped)}",
+                      DataWarning, stacklevel=3)
+    return keep
+
+
+def _drop_empty(periods: xr.DataArray, counts: xr.DataArray) -> xr.DataArray:
+    totals = np.asarray(counts.sum(("y", "x")).values)
+    empty = [str(v) for v in periods["label"].values[totals == 0]]
+    if empty:
+        warnings.warn(f"periods {empty} have no valid observation anywhere: dropped",
+                      DataWarning, stacklevel=3)
+    return periods.isel(period=np.flatnonzero(totals > 0))
+
+
+def _flatten_periods(periods: xr.DataArray, names: Sequence[str]) -> xr.DataArray:
     layers = []
-    for m in monthly["month"].values:
-        one = indices.compute_indices(monthly.sel(month=m, drop=True), list(names))
-        prefix = f"m{pd.Timestamp(m):%Y%m}_"
-        layers.append(one.assign_coords(band=[prefix + str(b) for b in one["band"].values]))
+    for i, label in enumerate(periods["label"].values):
+        one = indices.compute_indices(periods.isel(period=i, drop=True), list(names))
+        layers.append(one.assign_coords(band=[f"{label}_{b}" for b in one["band"].values]))
     return xr.concat(layers, dim="band").astype("float32")
 
 

@@ -57,8 +57,26 @@ class Grid:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_bounds(cls, bounds: BBox, resolution: float, crs: str) -> Grid:
-        """Grid covering ``(left, bottom, right, top)`` in ``crs``, snapped outward to ``resolution``."""
+    def from_bounds(cls, bounds: BBox, resolution: float, crs: str, *,
+                    shape: tuple[int, int] | None = None, tolerance: float = 0.005) -> Grid:
+        """Grid covering ``(left, bottom, right, top)`` in ``crs``, snapped outward to ``resolution``.
+
+        Bounds of a raster whose pixels are *nearly* ``resolution`` (within ``tolerance``,
+        relative: 0.5 % by default, e.g. 9.995 m or 10.005 m pixels for 10 m) keep its shape
+        instead of gaining a row and a column from the outward snap: always when ``shape``
+        ``(height, width)`` is given (the raster's; its pixel size is checked), and without
+        it when the left and top edges lie on the ``resolution`` lattice. The grid then has
+        pixels of exactly ``resolution`` from the raster's top-left corner (snapped to the
+        lattice when within ``tolerance`` of a pixel of it). :meth:`from_raster` does this
+        from a raster object directly.
+        """
+        kept = _near_shape(bounds, resolution, tolerance, shape)
+        if kept is not None:
+            left, top = (_snap(bounds[0], resolution, tolerance),
+                         _snap(bounds[3], resolution, tolerance))
+            return cls(crs=_crs_string(crs), transform=(float(resolution), 0.0, float(left), 0.0,
+                                                        -float(resolution), float(top)),
+                       shape=kept)
         left, bottom, right, top = bounds
         left = math.floor(left / resolution) * resolution
         bottom = math.floor(bottom / resolution) * resolution
@@ -71,6 +89,28 @@ class Grid:
             transform=(float(resolution), 0.0, float(left), 0.0, -float(resolution), float(top)),
             shape=(height, width),
         )
+
+    @classmethod
+    def from_raster(cls, source: Any, resolution: float | None = None, *,
+                    tolerance: float = 0.005) -> Grid:
+        """The grid of a raster: a rasterio dataset, or an xarray/rioxarray object.
+
+        ``source`` may be an open ``rasterio`` dataset (``.transform``, ``.shape``, ``.crs``)
+        or a DataArray/Dataset with the ``rio`` accessor (rioxarray) or with regularly spaced
+        ``x``/``y`` pixel-centre coordinates and a ``crs`` (``rio.crs``, ``spatial_ref`` or
+        ``attrs["crs"]``). With ``resolution`` None the raster's own pixel size is kept;
+        otherwise its pixels must be within ``tolerance`` (relative) of ``resolution``, and the
+        grid keeps the raster's shape and top-left corner with pixels of exactly
+        ``resolution`` (the corner snapped to the ``resolution`` lattice when it is within
+        ``tolerance`` of it).
+        """
+        transform, shape, crs = _raster_geometry(source)
+        a, _, c, _, e, f = transform
+        if resolution is None:
+            return cls(_crs_string(crs), (float(a), 0.0, float(c), 0.0, float(e), float(f)),
+                       shape)
+        bounds = (c, f + e * shape[0], c + a * shape[1], f)
+        return cls.from_bounds(bounds, resolution, crs, shape=shape, tolerance=tolerance)
 
     @classmethod
     def from_bbox(cls, bbox: BBox, resolution: float, crs: str | None = None) -> Grid:
@@ -214,6 +254,65 @@ class Grid:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
         return cls(d["crs"], tuple(d["transform"]), tuple(d["shape"]))  # type: ignore[arg-type]
+
+
+def _near_shape(bounds: BBox, resolution: float, tolerance: float,
+                shape: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``(height, width)`` when ``bounds`` are a raster of nearly-``resolution`` pixels."""
+    left, bottom, right, top = bounds
+    if shape is None:
+        if any(abs(v / resolution - round(v / resolution)) > 1e-6 for v in (left, top)):
+            return None
+        n = (round((top - bottom) / resolution), round((right - left) / resolution))
+    else:
+        n = (int(shape[0]), int(shape[1]))
+    sizes = [(top - bottom) / max(n[0], 1), (right - left) / max(n[1], 1)]
+    if min(n) < 1 or any(abs(p - resolution) > tolerance * resolution for p in sizes):
+        if shape is not None:
+            raise ParamsError(
+                f"a raster of {n[0]} x {n[1]} pixels over {bounds} has pixels of "
+                f"{sizes[1]:g} x {sizes[0]:g}, not within {tolerance:.1%} of {resolution:g}",
+                where="grid", fix="resample the raster to the grid resolution first, or build "
+                "the grid at the raster's own resolution (Grid.from_raster(src))")
+        return None
+    if shape is None and all(abs(p - resolution) <= 1e-9 * resolution for p in sizes):
+        return None  # exact: the usual path gives the same grid
+    return n
+
+
+def _snap(value: float, resolution: float, tolerance: float) -> float:
+    """``value`` moved onto the ``resolution`` lattice when it is within ``tolerance`` px."""
+    snapped = round(value / resolution) * resolution
+    return snapped if abs(snapped - value) <= tolerance * resolution else value
+
+
+def _raster_geometry(source: Any) -> tuple[tuple[float, ...], tuple[int, int], Any]:
+    """``(transform 6-tuple, (height, width), crs)`` of a rasterio dataset or xarray object."""
+    if hasattr(source, "transform") and hasattr(source, "crs") and hasattr(source, "height"):
+        t = source.transform
+        return (t.a, t.b, t.c, t.d, t.e, t.f), (int(source.height), int(source.width)), \
+            source.crs.to_string()
+    rio = getattr(source, "rio", None)
+    if rio is not None:
+        try:
+            t, crs = rio.transform(recalc=True), rio.crs
+            if crs is not None:
+                return (t.a, t.b, t.c, t.d, t.e, t.f), (int(rio.height), int(rio.width)), \
+                    crs.to_string()
+        except Exception:  # fall back to the coordinates below
+            pass
+    coords = getattr(source, "coords", {})
+    if "x" not in coords or "y" not in coords:
+        raise ParamsError(f"cannot read a grid from {type(source).__name__}", where="Grid.from_raster",
+                          fix="pass a rasterio dataset or a DataArray with x/y coordinates and a crs")
+    xs, ys = np.asarray(source["x"], float), np.asarray(source["y"], float)
+    crs = source.attrs.get("crs") or (source["spatial_ref"].attrs.get("crs_wkt")
+                                      if "spatial_ref" in coords else None)
+    if crs is None or xs.size < 2 or ys.size < 2:
+        raise ParamsError("the raster has no crs or fewer than 2 pixels along an axis",
+                          where="Grid.from_raster", fix="set attrs['crs'] (e.g. 'EPSG:32652')")
+    dx, dy = (xs[-1] - xs[0]) / (xs.size - 1), (ys[-1] - ys[0]) / (ys.size - 1)
+    return (dx, 0.0, xs[0] - dx / 2, 0.0, dy, ys[0] - dy / 2), (ys.size, xs.size), crs
 
 
 def _crs_string(crs: str | int) -> str:

@@ -161,6 +161,24 @@ class CloudParams(_Section):
 
 class CompositeParams(_Section):
     method: Literal["median", "best", "monthly"] = Field("median", description="compositing")
+    period: str | None = Field(
+        None, description="with method monthly: `NM` N-month windows (e.g. 2M, 3M) or "
+        "`season` (DJF, MAM, JJA, SON); None = calendar months")
+    empty_period: Literal["fill", "drop"] = Field(
+        "fill", description="a period with no valid observation at a pixel: fill from the "
+        "whole-range median (fill), or drop periods that are empty everywhere with a warning")
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        text = v.strip().upper()
+        if text in ("SEASON", "SEASONS", "QS-DEC"):
+            return "season"
+        if not re.fullmatch(r"(1|2|3|4|6|12)M", text):
+            raise ValueError(f"{v!r} is not a period; use 1M, 2M, 3M, 4M, 6M, 12M or season")
+        return text
 
 
 class FeatureParams(_Section):
@@ -181,8 +199,24 @@ class LabelParams(_Section):
         "planetary-computer", description="where ESA WorldCover comes from")
     version: Literal["v100", "v200"] = Field("v200", description="WorldCover version")
     remap: dict[int, int] = Field(default_factory=dict, description="merge classes: {from: to}")
-    samples_per_class: int = Field(2000, gt=0, description="cap of samples per class and region")
-    block_size: int = Field(640, gt=0, description="spatial block size (m) for CV groups")
+    samples_per_class: int = Field(
+        2000, gt=0, description="balanced: cap per class and region; proportional: the region's "
+        "budget is samples_per_class x its number of classes")
+    block_size: int | Literal["auto"] = Field(
+        "auto", description="spatial block size (m) for CV groups; auto = the labels' "
+        "autocorrelation range, shrunk until the training regions hold enough blocks")
+    sampling: Literal["proportional", "balanced"] = Field(
+        "proportional", description="proportional keeps the landscape's class shares (with "
+        "min_samples_per_class as a floor); balanced takes up to samples_per_class of each")
+    min_samples_per_class: int = Field(
+        100, ge=0, description="proportional sampling: floor for rare classes (per region)")
+
+    @field_validator("block_size")
+    @classmethod
+    def _block(cls, v: int | str) -> int | str:
+        if v != "auto" and int(v) <= 0:
+            raise ValueError("block_size must be positive metres or auto")
+        return v
 
 
 class TrainParams(_Section):
@@ -193,6 +227,11 @@ class TrainParams(_Section):
     min_data_in_leaf: int = Field(20, ge=1)
     early_stopping_rounds: int = Field(20, ge=0, description="0 disables early stopping")
     seed: int = Field(0)
+    refit: bool = Field(True, description="refit the final model on all samples with the "
+                        "iteration count early stopping chose")
+    cv_folds: int = Field(5, ge=2, le=20, description="spatial block cross-validation folds")
+    valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of blocks held out for "
+                                  "early stopping")
 
 
 class EEParams(_Section):

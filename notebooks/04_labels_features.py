@@ -11,8 +11,11 @@
 # %% [markdown]
 # # 04 · Labels and training samples
 # ESA WorldCover brought onto the run grid (nearest neighbour; mode when the grid is coarser),
-# then a stratified sample of each training region: up to `labels.samples_per_class` pixels
-# per class, only where the composite is valid, each sample tagged with its spatial block.
+# then a stratified sample of each training region, only where the composite is valid, each
+# sample tagged with its spatial block. By default (`labels.sampling: proportional`) the sample
+# keeps each region's class shares, with `labels.min_samples_per_class` as a floor for rare
+# classes; `balanced` takes up to `labels.samples_per_class` of every class. The block size
+# comes from the labels (`labels.block_size: auto`, see `lcgee.blocks`).
 # WorldCover is itself only ~75 % accurate: these labels are noisy.
 
 # %% tags=["parameters"]
@@ -24,7 +27,7 @@ stac_url = None  # STAC API to search; None means stac.url from the params (demo
 import numpy as np
 
 import lcgee
-from lcgee import features, files, labels, plots, samples, search
+from lcgee import blocks, features, files, labels, plots, samples, search
 from lcgee.raster import write_cog
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
@@ -49,11 +52,24 @@ plots.class_map(ax, wc, stage.grid, title=f"WorldCover {p.labels.version} labels
 # %%
 feats = features.read_features(stage.run_dir)
 train_regions = {name: stage.region_grid(name) for name in p.regions_with("train")}
-table = samples.collect(feats, wc, train_regions, stage.grid,
-                        block_px=max(1, int(p.labels.block_size / p.grid.resolution)),
-                        per_class=p.labels.samples_per_class, seed=p.train.seed)
+region_labels = {}
+for name, rg in train_regions.items():
+    (r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
+    region_labels[name] = wc[r0:r0 + h, c0:c0 + w]
+choice = blocks.choose_block_size(region_labels, p.grid.resolution,
+                                  block_size=p.labels.block_size, cv_folds=p.train.cv_folds,
+                                  valid_fraction=p.train.valid_fraction)
+table = samples.collect(feats, wc, train_regions, stage.grid, block_px=choice.block_px,
+                        per_class=p.labels.samples_per_class, seed=p.train.seed,
+                        balance=p.labels.sampling == "balanced",
+                        floor=p.labels.min_samples_per_class)
 with files.atomic_path(stage.path("samples.parquet")) as tmp:
     table.to_parquet(tmp, index=False)
+files.write_json(stage.path("samples.json"), {
+    "sampling": p.labels.sampling, "blocks": choice.to_dict(),
+    "region_class_pixels": {k: labels.check_classes(v) for k, v in region_labels.items()}})
+print(f"block size {choice.block_size_m:g} m ({choice.rule}; label autocorrelation range "
+      f"{choice.autocorrelation_range_m} m), {choice.n_blocks} blocks")
 counts = table.pivot_table(index="label", columns="region", values="block", aggfunc="count",
                            fill_value=0)
 counts.index = labels.class_names(counts.index)

@@ -81,11 +81,18 @@ def test_demo_run_trains_maps_and_exports(demo_run):
     assert set(meta["training_regions"]) == {"train_west", "train_east"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert "block_cv" in metrics and "holdout_map_south_vs_truth" in metrics
-    for name, m in metrics.items():
+    scored = {k: m for k, m in metrics.items() if k not in ("baseline", "training")}
+    for name, m in scored.items():
         for key in ("overall_accuracy", "kappa", "macro_f1", "per_class"):
             assert key in m, (name, key)
-    for name, m in metrics.items():
+    for name, m in scored.items():
         assert "area_adjusted" in m, name
+    # issue 11: plain LightGBM next to lcgee's defaults, which must not lose on the held-out region
+    base = metrics["baseline"]
+    for ref in ("labels", "truth"):
+        key = f"holdout_map_south_vs_{ref}"
+        assert metrics[key]["overall_accuracy"] >= base[key]["overall_accuracy"], key
+    assert metrics["training"]["block_size_m"] > 0 and metrics["training"]["refit"]
     with rasterio.open(out / "landcover.tif") as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 0 and src.overviews(1)
         assert src.colormap(1)[10][:3] == (0, 100, 0)

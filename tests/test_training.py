@@ -37,7 +37,7 @@ def synthetic(seed=0, shape=(120, 160)):
 def test_sample_region_respects_validity_caps_and_blocks():
     X, lab = synthetic()
     t = samples.sample_region(X, lab, NAMES, region="r", offset=(100, 200), block_px=40,
-                              per_class=300, seed=1)
+                              per_class=300, seed=1, balance=True)
     assert set(t["label"]) == {10, 40, 80}
     assert t["label"].value_counts().max() <= 300
     assert np.isfinite(t[NAMES].to_numpy()).all()
