@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Sequence
 
 from lcgee.errors import LcgeeError
+from lcgee.procs import Terminated, handle_signals
 from lcgee.secrets import redact
 
 __all__ = ["main"]
@@ -130,6 +131,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    handle_signals()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee}
@@ -140,9 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"lcgee: error: {redact(exc.message)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lcgee: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"lcgee: {how}; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
