@@ -165,3 +165,24 @@ def test_child_popen_kwargs_kill_the_child_with_its_parent(tmp_path):
     mid.kill()
     mid.wait()
     _assert_all_gone([child], timeout=10)
+
+
+def test_ctrl_c_prints_one_line_and_nothing_from_the_kernel(tmp_path):
+    """SIGINT to the whole foreground process group, as a terminal's Ctrl-C sends it."""
+    project = _project(tmp_path, seed=3)
+    (project / "p.yaml").write_text(
+        "name: mechanics\naoi: {bbox: [130.30, 33.50, 130.32, 33.52]}\n"
+        "dates: {start: 2021-05-01, end: 2021-06-01}\nstac: {url: 'http://127.0.0.1:9/unused'}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(project / "tmp")}
+    cmd = [sys.executable, "-m", "lcgee.cli", "run", str(project / "p.yaml"), "--out",
+           str(project / "out"), "--notebooks", str(project / "nbs"), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, process_group=0)
+    _wait_for(lambda: (project / "out" / "started").is_file(), proc)
+    children = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == "lcgee: interrupted; finished stages are kept, rerun to resume\n", err
+    _assert_all_gone(children)
+    assert not [p for p in (project / "tmp").rglob("*") if p.name != f"lcgee-{os.getuid()}"]
