@@ -181,7 +181,7 @@ def test_ctrl_c_prints_one_line_and_nothing_from_the_kernel(tmp_path):
     _wait_for(lambda: (project / "out" / "started").is_file(), proc)
     children = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err == "lcgee: interrupted; finished stages are kept, rerun to resume\n", err
     _assert_all_gone(children)
