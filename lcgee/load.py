@@ -121,12 +121,15 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
               patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
 
+    from lcgee.integrity import guarded_driver  # read errors name the href and the scene
+
     patch_url = patch_url or sign_if_planetary_computer
 
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
                        resampling="nearest", dtype="uint16",
                        chunks={"time": time_chunk, "x": chunk, "y": chunk},
-                       patch_url=patch_url, preserve_original_order=True, fail_on_error=True)
+                       patch_url=patch_url, preserve_original_order=True, fail_on_error=True,
+                       driver=guarded_driver(items, assets))
     return ds.drop_vars("spatial_ref", errors="ignore")
 
 

@@ -132,6 +132,9 @@ class LoadParams(_Section):
     engine: Literal["odc-stac", "stackstac"] = Field("odc-stac", description="loader")
     chunk: int = Field(1024, ge=128, le=8192, description="spatial chunk size (px)")
     harmonize: bool = Field(True, description="subtract 1000 DN for baseline >= 04.00")
+    skip_bad_scenes: bool = Field(
+        False, description="probe each scene's `bands` + SCL after the search and drop "
+        "unreadable scenes with a warning listing them (default: a failed read stops the run)")
 
 
 class CloudParams(_Section):
