@@ -204,4 +204,4 @@ def _check_extents(params: Params) -> None:
 
 
 def _fmt(bounds: tuple[float, float, float, float]) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in bounds) + "]"
+    return "[" + ", ".join(str(round(v, 6)).removesuffix(".0") for v in bounds) + "]"
