@@ -22,10 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from odc.loader._rio import RioDriver  # no public home in odc-loader 0.6
+from odc.stac._mdtools import StacAuxReader
+
 from lcgee.errors import DataError, DataWarning
 
-__all__ = ["BadAsset", "drop_unreadable", "guarded_driver", "read_error", "unreadable_assets",
-           "without_query"]
+__all__ = ["BadAsset", "GuardedDriver", "drop_unreadable", "guarded_driver", "read_error",
+           "unreadable_assets", "without_query"]
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +79,19 @@ def _sources(items: Iterable[Any], assets: Sequence[str]) -> dict[str, tuple[str
 
 # ---- the reader driver ------------------------------------------------------------------------
 
-def guarded_driver(items: Iterable[Any], assets: Sequence[str]) -> Any:
+class GuardedDriver(RioDriver):  # type: ignore[misc]
+    """odc-stac's rasterio driver, whose readers turn read errors into named DataErrors."""
+
+    def __init__(self, sources: dict[str, tuple[str, str]]) -> None:
+        super().__init__(aux_reader=StacAuxReader())
+        self.sources = sources
+
+    def open(self, src: Any, ctx: Any) -> Any:
+        return _GuardedReader(super().open(src, ctx), src.uri, self.sources)
+
+
+def guarded_driver(items: Iterable[Any], assets: Sequence[str]) -> GuardedDriver:
     """An odc-stac reader driver whose read errors name their source."""
-    from odc.loader._rio import RioDriver
-    from odc.stac._mdtools import StacAuxReader
-
-    class GuardedDriver(RioDriver):  # type: ignore[misc]
-        def __init__(self, sources: dict[str, tuple[str, str]]) -> None:
-            super().__init__(aux_reader=StacAuxReader())
-            self.sources = sources
-
-        def open(self, src: Any, ctx: Any) -> Any:
-            return _GuardedReader(super().open(src, ctx), src.uri, self.sources)
-
     return GuardedDriver(_sources(items, assets))
 
 
