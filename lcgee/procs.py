@@ -45,7 +45,9 @@ __all__ = ["Terminated", "arm_parent_death", "child_popen_kwargs", "die_with_par
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+# Resolved once here: the child calls it between fork and exec, where it must not import or
+# allocate more than necessary.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 _LOCK = ".lock"
 _WORLD_TMP = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
 
@@ -62,7 +64,7 @@ def arm_parent_death(parent_pid: int | None = None, sig: int = signal.SIGTERM) -
     ``parent_pid`` closes the race in which the parent died before the signal was armed: the
     process then exits at once. Returns whether the signal could be armed.
     """
-    armed = _LIBC is not None and _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    armed = _PRCTL is not None and _PRCTL(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
     return armed
