@@ -117,8 +117,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo world: {world.root}")
     if args.demo_command == "serve":
         from lcgee.demo.serve import DemoServer
+        from lcgee.procs import run_scope
 
-        with DemoServer(world.root) as srv:
+        with run_scope(), DemoServer(world.root) as srv:
             print(f"STAC API: {srv.stac_url}  files: {srv.files.url if srv.files else ''}")
             print("Ctrl-C to stop")
             try:
