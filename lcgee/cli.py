@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Sequence
 
 from lcgee.errors import LcgeeError
+from lcgee.procs import Terminated, handle_signals
 from lcgee.secrets import redact
 
 __all__ = ["main"]
@@ -135,8 +136,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo world: {world.root}")
     if args.demo_command == "serve":
         from lcgee.demo.serve import DemoServer
+        from lcgee.procs import run_scope
 
-        with DemoServer(world.root) as srv:
+        with run_scope(), DemoServer(world.root) as srv:
             print(f"STAC API: {srv.stac_url}  files: {srv.files.url if srv.files else ''}")
             print("Ctrl-C to stop")
             try:
@@ -149,6 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    handle_signals()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee,
@@ -160,9 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"lcgee: error: {redact(exc.message)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lcgee: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"lcgee: {how}; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

@@ -121,14 +121,14 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
               patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
 
-    from lcgee.signing import signing_driver
+    from lcgee.integrity import guarded_driver  # signs at read time; errors name href and scene
 
     # URLs are signed when each tile is read (lcgee.signing), not here: no token service call
     # while the graph is built, and long computations outlive a token.
     ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
                        resampling="nearest", dtype="uint16",
                        chunks={"time": time_chunk, "x": chunk, "y": chunk},
-                       patch_url=patch_url, driver=signing_driver(),
+                       patch_url=patch_url, driver=guarded_driver(items, assets),
                        preserve_original_order=True, fail_on_error=True)
     return ds.drop_vars("spatial_ref", errors="ignore")
 

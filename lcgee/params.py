@@ -1,6 +1,6 @@
 """The typed model of one run, loaded from ``params/*.yaml`` with ``--set`` overrides.
 
-Every field has a description (``lcgee params --help-fields`` prints them as a reference).
+Every field has a description (``lcgee params fields`` prints them as a reference).
 Validation happens before any work starts and names the field, the bad value and what is
 allowed. Secrets never live here: Planetary Computer keys and Earth Engine credentials come
 from the environment or the user's credential files.
@@ -140,6 +140,9 @@ class LoadParams(_Section):
     engine: Literal["odc-stac", "stackstac"] = Field("odc-stac", description="loader")
     chunk: int = Field(1024, ge=128, le=8192, description="spatial chunk size (px)")
     harmonize: bool = Field(True, description="subtract 1000 DN for baseline >= 04.00")
+    skip_bad_scenes: bool = Field(
+        False, description="probe each scene's `bands` + SCL after the search and drop "
+        "unreadable scenes with a warning listing them (default: a failed read stops the run)")
 
 
 class CloudParams(_Section):
@@ -361,16 +364,31 @@ def load_params(path: str | Path, overrides: list[str] | dict[str, Any] = ()) ->
         raise ParamsError(f"params file {str(path)!r} does not exist", where="params",
                           fix="give the path of a YAML file, e.g. params/demo.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(_read_text(path)) or {}
     except yaml.YAMLError as exc:
-        raise ParamsError(f"not valid YAML ({exc})", where=str(path)) from exc
+        raise ParamsError(f"not valid YAML ({exc})", where=str(path),
+                          fix="correct the YAML syntax at the line shown") from None
     if not isinstance(data, dict):
         raise ParamsError("the top level must be a mapping of fields", where=str(path))
     data = apply_overrides(data, overrides or [])
     _reject_secrets(data, str(path))
     params = validate(data, where=str(path))
-    _check_files(params, path.parent)
-    return params
+    from lcgee.checks import check_inputs  # checks beyond the schema (imports this module)
+
+    return check_inputs(params, path.parent.resolve())
+
+
+def _read_text(path: Path) -> str:
+    """The params file as text, or a ParamsError for binary or unreadable files."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"the file is not text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start} is not UTF-8)", where=str(path),
+                          fix="give a YAML params file, e.g. params/demo.yaml") from None
+    except OSError as exc:
+        raise ParamsError(f"the file cannot be read ({exc.strerror})", where=str(path),
+                          fix="check its permissions") from None
 
 
 def validate(data: dict[str, Any], *, where: str = "params") -> Params:
@@ -399,7 +417,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _fix_hint(exc: ValidationError) -> str:
-    return "correct the field(s) named above; `lcgee params --fields` lists every field"
+    return "correct the field(s) named above; `lcgee params fields` lists every field"
 
 
 def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
@@ -427,16 +445,6 @@ def _reject_secrets(data: Any, where: str, path: str = "") -> None:
                     fix="remove it and set it in the environment (PC_SDK_SUBSCRIPTION_KEY; "
                         "`earthengine authenticate` or GOOGLE_APPLICATION_CREDENTIALS)")
             _reject_secrets(v, where, f"{path}{k}.")
-
-
-def _check_files(params: Params, base: Path) -> None:
-    areas = {"aoi": params.aoi, **{f"regions.{k}": r for k, r in params.regions.items()}}
-    for name, area in areas.items():
-        if area.geojson is not None and not (base / area.geojson).is_file():
-            raise ParamsError(
-                f"GeoJSON file {str(area.geojson)!r} does not exist (looked in {base})",
-                where=f"{name}.geojson",
-                fix="give a path relative to the params file, or use `bbox` instead")
 
 
 def field_reference() -> str:

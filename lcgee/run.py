@@ -27,6 +27,7 @@ import yaml
 from lcgee import files as _io
 from lcgee.errors import StageError
 from lcgee.params import Params, load_params
+from lcgee.procs import kernel_manager_class, run_scope
 from lcgee.secrets import redact, secret_values
 
 __all__ = ["run", "RunResult", "StageResult", "notebook_paths", "NOTEBOOK_PARAMETERS",
@@ -134,7 +135,7 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
     result = RunResult(run_dir=run_dir, params=params)
     record = _start_record(params, params_file, overrides)
     source, previous = _source_digest(), ""
-    with _data_endpoint(params, progress) as stac_url:
+    with run_scope(), _data_endpoint(params, progress) as stac_url:
         for nb in _progress(notebooks, progress):
             text = nb.read_text()
             key = _stage_key(text, params, source, previous)
@@ -211,6 +212,7 @@ def _execute(nb: Path, text: str, out_nb: Path, run_dir: Path, resolved: Path,
     try:
         pm.execute_notebook(str(src), str(partial), parameters=parameters,
                             cwd=str(run_dir.resolve()), kernel_name="python3",
+                            kernel_manager_class=kernel_manager_class(),
                             progress_bar={"desc": nb.stem, "leave": False} if progress else False)
     except pm.PapermillExecutionError as exc:
         _publish(partial, out_nb, secrets)

@@ -65,14 +65,15 @@ def test_bad_params_name_the_field(override, needles):
 def test_geojson_area(tmp_path):
     (tmp_path / "aoi.geojson").write_text(
         '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
-        '"geometry": {"type": "Polygon", "coordinates": [[[130.3, 33.5], [130.4, 33.5], '
-        '[130.4, 33.6], [130.3, 33.5]]]}}]}')
+        '"geometry": {"type": "Polygon", "coordinates": [[[130.29, 33.52], [130.46, 33.52], '
+        '[130.46, 33.67], [130.29, 33.52]]]}}]}')  # covers the demo regions
     text = DEMO.read_text().replace("aoi:\n  bbox: [620000, 3710000, 635360, 3725360]\n  crs: EPSG:32652",
                                     "aoi:\n  geojson: aoi.geojson")
     assert "geojson: aoi.geojson" in text
     (tmp_path / "p.yaml").write_text(text)
     p = load_params(tmp_path / "p.yaml")
-    assert p.aoi.lonlat_bbox(tmp_path) == pytest.approx((130.3, 33.5, 130.4, 33.6))
+    assert p.aoi.lonlat_bbox(tmp_path) == pytest.approx((130.29, 33.52, 130.46, 33.67))
+    assert p.aoi.geojson == tmp_path / "aoi.geojson"  # resolved against the params folder
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

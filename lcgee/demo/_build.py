@@ -169,16 +169,42 @@ def _render_all(spec: Any, root: Path, grid: Grid, plan: list[dict], *, progress
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n, mp_context=ctx,
-                                     initializer=_single_threaded) as pool:
+            pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                                       initargs=(os.getpid(),))
+            try:
                 futures = [pool.submit(render_scene, static, str(root), spec.seed, grid.to_dict(),
                                        job) for job in jobs]
                 for fut in futures:
                     results.append(fut.result())
                     bar.update()
+            except BaseException:
+                _stop_pool(pool)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     return sorted(results, key=lambda r: r["index"])
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Worker initializer: die with the builder (however it dies), leave Ctrl-C to it."""
+    import signal
+
+    from lcgee.procs import die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+    _single_threaded()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Interrupted: end the workers now instead of waiting for their queued scenes."""
+    procs = list(getattr(pool, "_processes", {}).values())  # no public way to reach them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 def _single_threaded() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lcgee.errors import StacError
+from lcgee.procs import child_popen_kwargs, die_with_parent
 
 __all__ = ["DemoServer", "RangeHTTPServer", "free_port"]
 
@@ -113,8 +114,10 @@ class RangeHTTPServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RangeHTTPServer:
-        cmd = [sys.executable, "-m", "lcgee.demo.serve", "files", str(self.root), str(self.port)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [sys.executable, "-m", "lcgee.demo.serve", "files", str(self.root), str(self.port),
+               str(os.getpid())]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      **child_popen_kwargs())
         _wait_http(f"{self.url}/", self._proc, self.startup_timeout, "demo range server",
                    accept=(200, 404))
         return self
@@ -222,7 +225,8 @@ class DemoServer:
         self._log = Path(self._tmp.name) / "rustac.log"
         with self._log.open("wb") as log_file:  # the child keeps its own handle
             self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file,
-                                          env={**os.environ, "RUST_LOG": "warn"})
+                                          env={**os.environ, "RUST_LOG": "warn"},
+                                          **child_popen_kwargs())
         self._wait_ready()
 
     def _write_served_json(self, tmp: Path, base_url: str) -> list[str]:
@@ -263,8 +267,10 @@ class DemoServer:
             self._tmp = None
 
 
-if __name__ == "__main__":  # python -m lcgee.demo.serve files ROOT PORT
-    if len(sys.argv) == 4 and sys.argv[1] == "files":
+if __name__ == "__main__":  # python -m lcgee.demo.serve files ROOT PORT [PARENT_PID]
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "files":
+        if len(sys.argv) == 5:
+            die_with_parent(int(sys.argv[4]))
         serve_files(Path(sys.argv[2]), int(sys.argv[3]))
     else:
-        sys.exit("usage: python -m lcgee.demo.serve files ROOT PORT")
+        sys.exit("usage: python -m lcgee.demo.serve files ROOT PORT [PARENT_PID]")

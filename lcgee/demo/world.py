@@ -55,6 +55,7 @@ from lcgee.demo._common import (
 from lcgee.demo._scenes import clean_band_dn, context
 from lcgee.errors import DataError, ParamsError
 from lcgee.grid import Grid
+from lcgee.procs import sweep_world_tmp
 
 __all__ = [
     "BASELINE_CHANGE",
@@ -272,6 +273,7 @@ def build_world(spec: WorldSpec = WorldSpec(), cache_dir: Path | None = None, *,
         raise DataError(f"{final} exists but holds no world.json", where="demo world cache",
                         fix=f"delete {final}")
     cache.mkdir(parents=True, exist_ok=True)
+    sweep_world_tmp(cache)  # half worlds of builders killed before they could clean up
     tmp = cache / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
