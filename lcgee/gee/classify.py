@@ -55,6 +55,8 @@ __all__ = [
     "trees_feature_collection",
     "classifier_from_table",
     "export_task",
+    "CLASS_PYRAMIDING",
+    "PYRAMIDING_POLICIES",
 ]
 
 #: Planetary Computer (lcgee) Sentinel-2 band name -> Earth Engine ``S2_SR_HARMONIZED`` name.
@@ -72,6 +74,11 @@ REQUEST_LIMIT_BYTES = 10_000_000
 INLINE_FRACTION = 0.8
 #: Name of the classified band.
 OUTPUT_BAND = "landcover"
+#: ``Export.image.toAsset`` pyramiding policy of class maps (``ee/batch.py``: the default,
+#: "mean", would average class codes in the overviews).
+CLASS_PYRAMIDING: dict[str, str] = {".default": "mode"}
+#: Values ``ee/batch.py`` documents for ``pyramidingPolicy``.
+PYRAMIDING_POLICIES = ("mean", "sample", "min", "max", "mode")
 #: Asset id of the placeholder composite used for dry runs and offline evaluation.
 PLACEHOLDER_ID = "lcgee/placeholder/composite"
 
@@ -324,14 +331,26 @@ def _grid_tiles(grid: Any, parts: int) -> list[Any]:
 def export_task(image: Any, grid_or_region: Any, *, to: str = "asset", path: str,
                 scale: float | None = None, crs: str | None = None,
                 max_pixels: int = 10_000_000_000, split: int = 1,
-                description: str = "lcgee_landcover") -> list[tuple[Any, dict[str, Any]]]:
+                description: str = "lcgee_landcover",
+                pyramiding_policy: dict[str, str] | None = None
+                ) -> list[tuple[Any, dict[str, Any]]]:
     """Build (do not start) export tasks of ``image``; one per tile when ``split > 1``.
 
     ``grid_or_region`` is an :class:`lcgee.grid.Grid` (exported on exactly that grid:
     ``crs`` + ``crsTransform`` + ``dimensions``; tiles are pixel windows of it) or a lon/lat
     box ``(west, south, east, north)`` (exported with ``scale`` and ``crs``; tiles are sub-boxes).
     ``path`` is the asset id (``to="asset"``), the Drive folder (``"drive"``) or
-    ``"bucket/prefix"`` (``"cloud-storage"``); tile ``i`` gets ``_{i}`` appended.
+    ``"bucket/prefix"`` (``"cloud-storage"``). With ``split > 1`` tile ``i`` varies only what
+    names a file: the asset id (``<path>_{i}``), the Drive file name prefix
+    (``<description>_{i}`` in the one folder ``path``) or the Cloud Storage object prefix
+    (``<prefix>_{i}`` in the one bucket); ``ee/batch.py`` documents ``bucket`` and ``folder``
+    as places ("The name of a Cloud Storage bucket", "The name of a unique folder in your
+    Drive account") and ``fileNamePrefix`` as the file name.
+
+    Asset exports get ``pyramidingPolicy`` ``pyramiding_policy`` (default
+    :data:`CLASS_PYRAMIDING`: ``mode`` for every band, since the documented default ``mean``
+    would average class codes in the overviews; pass ``{".default": "mean"}`` for continuous
+    bands such as probabilities).
 
     Returns ``[(task, config), ...]`` where ``config`` is a plain summary
     (``type``, ``destination``, ``description``, ``path``, ``crs``, ``crsTransform``,
@@ -358,22 +377,33 @@ def export_task(image: Any, grid_or_region: Any, *, to: str = "asset", path: str
         pieces = [{"region": ee.Geometry.Rectangle(box, "EPSG:4326", False), "bbox": box,
                    "scale": float(scale), "crs": crs} for box in _split_bbox(bbox, split)]
     results = []
+    policy = dict(CLASS_PYRAMIDING if pyramiding_policy is None else pyramiding_policy)
+    bad = sorted(set(policy.values()) - set(PYRAMIDING_POLICIES))
+    if bad:
+        raise ParamsError(f"unknown pyramiding policies {bad}", where="export_task",
+                          fix=f"use one of {', '.join(PYRAMIDING_POLICIES)}")
     for i, piece in enumerate(pieces):
-        name = description if split == 1 else f"{description}_{i}"
-        target = path if split == 1 else f"{path}_{i}"
+        suffix = "" if split == 1 else f"_{i}"
+        name = description + suffix
         kwargs: dict[str, Any] = {"description": name, "maxPixels": int(max_pixels)}
         for key in ("crs", "crsTransform", "dimensions", "region", "scale"):
             if piece.get(key) is not None:
                 kwargs[key] = piece[key]
         if to == "asset":
-            task = ee.batch.Export.image.toAsset(image, assetId=target, **kwargs)
-        elif to == "drive":
-            task = ee.batch.Export.image.toDrive(image, folder=target, fileNamePrefix=name,
+            target = path + suffix
+            task = ee.batch.Export.image.toAsset(image, assetId=target,
+                                                 pyramidingPolicy=dict(policy),  # ee pops keys
                                                  **kwargs)
+        elif to == "drive":
+            task = ee.batch.Export.image.toDrive(image, folder=path, fileNamePrefix=name,
+                                                 **kwargs)
+            target = f"{path}/{name}"
         else:
-            bucket, _, prefix = target.removeprefix("gs://").partition("/")
+            bucket, _, prefix = path.removeprefix("gs://").partition("/")
+            prefix = (prefix.rstrip("/") or description) + suffix
             task = ee.batch.Export.image.toCloudStorage(image, bucket=bucket,
-                                                        fileNamePrefix=prefix or name, **kwargs)
+                                                        fileNamePrefix=prefix, **kwargs)
+            target = f"{bucket}/{prefix}"
         summary = {"type": "EXPORT_IMAGE", "destination": to, "description": name,
                    "path": target, "maxPixels": int(max_pixels),
                    **{k: v for k, v in piece.items() if k not in ("region", "bbox")}}
