@@ -6,7 +6,7 @@ run's ``composite.method``:
 
 * ``median`` -- per band median of the clear observations (``ImageCollection.median``);
 * ``best`` -- all bands from the clear observation with the lowest cloud probability
-  (``qualityMosaic`` on minus the probability);
+  (``qualityMosaic`` on minus the probability, masked where the scene is not CLEAR);
 * ``monthly`` -- a median per calendar month, bands and indices prefixed ``mYYYYMM_`` as in
   the local feature stack.
 
@@ -25,6 +25,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from lcgee import clouds
 from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
 from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
@@ -53,19 +54,41 @@ def _check(method: str, bands: Sequence[str]) -> list[str]:
     return list(bands)
 
 
+def _with_bands(image: Any, ee_bands: Sequence[str]) -> Any:
+    """``image`` with at least ``ee_bands``: fully masked bands where it has none.
+
+    Reducing an empty collection (a month without scenes) gives an image with no bands, and
+    selecting from it fails on the server ("Band pattern ... was applied to an Image with no
+    bands", swisstopo/topo-satromo#101). ``addBands(..., overwrite=True)`` onto masked
+    constants keeps the reduced bands where they exist.
+    """
+    ee = _ee()
+    names = list(ee_bands)
+    empty = ee.Image.constant([0] * len(names)).rename(names).updateMask(0)
+    return empty.addBands(image, None, True).select(names)
+
+
 def _to_reflectance(image: Any, bands: Sequence[str]) -> Any:
-    return image.select([PC_TO_EE_BANDS[b] for b in bands], list(bands)).divide(10000)
+    ee_bands = [PC_TO_EE_BANDS[b] for b in bands]
+    return _with_bands(image, ee_bands).select(ee_bands, list(bands)).divide(10000)
 
 
-def _with_quality(sr: Any, prob: Any, params: dict[str, Any]) -> Any:
-    """The masked scene plus minus its cloud probability (for ``qualityMosaic``)."""
-    quality = prob.select("probability").multiply(-1).rename([_QUALITY])
-    return cloudmask.masked_image(sr, prob, **params).addBands(quality)
+def _with_quality(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str]) -> Any:
+    """The masked scene plus minus its cloud probability (for ``qualityMosaic``), the quality
+    masked like the scene: ``qualityMosaic`` orders by the quality band alone, so a cloud,
+    shadow or buffered observation, or one missing any of ``bands``, must have no quality
+    value to win with (as the local best pixel, which needs every band valid)."""
+    clear = cloudmask.mask_codes(sr, prob, **params).eq(clouds.CLEAR)
+    quality = prob.select("probability").multiply(-1).rename([_QUALITY]).updateMask(clear)
+    for band in bands:
+        quality = quality.updateMask(sr.select([PC_TO_EE_BANDS[band]]).mask())
+    return sr.updateMask(clear).addBands(quality)
 
 
 def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any:
     """``median`` or ``best`` of a collection of masked ``S2_SR_HARMONIZED`` images, as
-    reflectance with lcgee band names (``monthly``: see :func:`monthly_features`)."""
+    reflectance with lcgee band names (``monthly``: see :func:`monthly_features`). An empty
+    collection gives the bands fully masked."""
     bands = _check(method, bands)
     if method == "median":  # per band, so selecting after reducing is the same
         return _to_reflectance(collection.median(), bands)
@@ -115,7 +138,7 @@ def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
     images = []
     for index in scene_indices:
         sr, prob = cloudmask.scene_images(index)
-        images.append(_with_quality(sr, prob, {**cloud, "crs": crs}) if method == "best"
+        images.append(_with_quality(sr, prob, {**cloud, "crs": crs}, bands) if method == "best"
                       else cloudmask.masked_image(sr, prob, crs=crs, **cloud))
     collection = ee.ImageCollection.fromImages(images)
     if method == "monthly":
@@ -147,7 +170,7 @@ def composite_for_params(params: Any, grid: Any) -> Any:
     if method == "best":
         base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
                                            cloud_filter=params.stac.max_cloud_cover)
-        collection = cloudmask.map_scenes(base, lambda sr, prob: _with_quality(sr, prob, cloud))
+        collection = cloudmask.map_scenes(base, lambda sr, prob: _with_quality(sr, prob, cloud, bands))
         return reduce_collection(collection, "best", bands)
     collection = cloudmask.masked_collection(region, start.isoformat(), end.isoformat(),
                                              cloud_filter=params.stac.max_cloud_cover, **cloud)

@@ -159,6 +159,11 @@ def _select(image: OfflineImage, selectors: Sequence[Any],
                                        where="Image.select", fix="fix the graph")
             picked.append(selector)
             continue
+        if not len(image):  # what the service says (swisstopo/topo-satromo#101, rgee#167)
+            raise EarthEngineError(f"Band pattern '{selector}' was applied to an Image with no "
+                                   "bands", where="Image.select",
+                                   fix="give every period its bands (an empty collection "
+                                       "reduces to an image without bands)")
         hits = [i for i, name in enumerate(image.names) if re.fullmatch(str(selector), name)]
         if not hits:
             raise EarthEngineError(f"pattern {selector!r} matches none of the bands "
@@ -171,7 +176,8 @@ def _select(image: OfflineImage, selectors: Sequence[Any],
             raise EarthEngineError("newNames does not match the selected bands",
                                    where="Image.select", fix="fix the graph")
         names = [str(n) for n in new_names]
-    return OfflineImage(names, [image.data[i] for i in picked], [image.masks[i] for i in picked])
+    return OfflineImage(names, [image.data[i] for i in picked], [image.masks[i] for i in picked],
+                        dict(image.properties))
 
 
 def _rename(image: OfflineImage, names: Sequence[str]) -> OfflineImage:
@@ -187,7 +193,7 @@ def _add_bands(dst: OfflineImage, src: OfflineImage, names: Sequence[str] | None
                overwrite: bool = False) -> OfflineImage:
     if names is not None:
         src = _select(src, list(names))
-    out = OfflineImage(list(dst.names), list(dst.data), list(dst.masks))
+    out = OfflineImage(list(dst.names), list(dst.data), list(dst.masks), dict(dst.properties))
     for name, data, mask in zip(src.names, src.data, src.masks, strict=True):
         if name in out.names:
             if not overwrite:
@@ -331,7 +337,7 @@ def _update_mask(image: OfflineImage, mask: OfflineImage) -> OfflineImage:
     masks = [m & mask.masks[0 if len(mask) == 1 else i] & (mask.data[0 if len(mask) == 1 else i]
                                                              != 0)
              for i, m in enumerate(image.masks)]
-    return OfflineImage(list(image.names), list(image.data), masks)
+    return OfflineImage(list(image.names), list(image.data), masks, dict(image.properties))
 
 
 def _mask(image: OfflineImage, mask: OfflineImage | None = None) -> OfflineImage:
@@ -517,9 +523,8 @@ def _number(value: Any) -> float:
 def _collection_median(collection: _Collection) -> OfflineImage:
     """Per band, the median of the unmasked values (mean of the middle two for even counts)."""
     images = collection.images
-    if not images:
-        raise EarthEngineError("median of an empty collection", where="reduce.median",
-                               fix="check the scene list")
+    if not images:  # Earth Engine: an image without bands (a later select fails)
+        return OfflineImage([], [], [])
     names = images[0].names
     data, masks = [], []
     for i in range(len(names)):
@@ -531,6 +536,99 @@ def _collection_median(collection: _Collection) -> OfflineImage:
         data.append(np.where(ok, med, 0.0))
         masks.append(ok)
     return OfflineImage(list(names), data, masks)
+
+
+def _quality_mosaic(collection: _Collection, quality_band: str) -> OfflineImage:
+    """Per pixel, every band of the image whose ``quality_band`` is highest among the images
+    where that band is unmasked (ties: the first such image, UNCONFIRMED); pixels without
+    any unmasked quality value are masked. Empty collection: an image without bands."""
+    images = collection.images
+    if not images:
+        return OfflineImage([], [], [])
+    names = images[0].names
+    if any(img.names != names for img in images) or quality_band not in names:
+        raise UnsupportedOperationError("qualityMosaic of images with different bands (or "
+                                        f"without {quality_band!r})",
+                                        where="ImageCollection.qualityMosaic",
+                                        fix="give every image the same bands")
+    q = names.index(quality_band)
+    stack = np.stack([np.where(img.masks[q], img.data[q], -np.inf) for img in images])
+    any_valid = np.logical_or.reduce([img.masks[q] for img in images])
+    pick = np.argmax(stack, axis=0)  # the first maximum
+    data, masks = [], []
+    for i in range(len(names)):
+        d = np.stack([img.data[i] for img in images])
+        m = np.stack([img.masks[i] for img in images])
+        data.append(np.take_along_axis(d, pick[None], 0)[0])
+        masks.append(np.take_along_axis(m, pick[None], 0)[0] & any_valid)
+    return OfflineImage(list(names), data, masks)
+
+
+@dataclass(frozen=True)
+class _DateRange:
+    start_ms: float
+    end_ms: float
+
+
+@dataclass(frozen=True)
+class _DateFilter:
+    """``Filter.dateRangeContains(leftValue=DateRange, rightField=...)`` (``filterDate``)."""
+
+    dates: _DateRange
+    field: str
+
+
+def _millis(value: Any) -> float:
+    """A ``DateRange`` bound: milliseconds since 1970, or an ISO date string in UTC."""
+    import datetime as dt
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise UnsupportedOperationError(f"date {value!r} ({exc})", where="DateRange",
+                                            fix="use ISO dates") from exc
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.timestamp() * 1000.0
+    raise UnsupportedOperationError(f"date {value!r}", where="DateRange",
+                                    fix="use ISO date strings or milliseconds")
+
+
+def _date_range(args: Mapping[str, Any]) -> _DateRange:
+    if args.get("timeZone") is not None or args.get("end") is None:
+        raise UnsupportedOperationError("DateRange with a time zone or without an end",
+                                        where="DateRange", fix="give start and end in UTC")
+    return _DateRange(_millis(args["start"]), _millis(args["end"]))
+
+
+def _date_filter(args: Mapping[str, Any]) -> _DateFilter:
+    left, field_name = args.get("leftValue"), args.get("rightField")
+    if not isinstance(left, _DateRange) or not isinstance(field_name, str) or \
+            args.get("leftField") is not None or args.get("rightValue") is not None:
+        raise UnsupportedOperationError("Filter.dateRangeContains other than filterDate's form",
+                                        where="Filter.dateRangeContains",
+                                        fix="use ImageCollection.filterDate(start, end)")
+    return _DateFilter(left, field_name)
+
+
+def _filter(collection: _Collection, flt: Any) -> _Collection:
+    """``Collection.filter`` with a date filter: start inclusive, end exclusive (``DateRange``)."""
+    if not isinstance(flt, _DateFilter):
+        raise UnsupportedOperationError(f"filters other than filterDate ({flt!r})",
+                                        where="Collection.filter", fix="filter by date only")
+    kept = []
+    for img in collection.images:
+        when = img.properties.get(flt.field)
+        if when is None:
+            raise DataError(f"an image has no {flt.field!r} property to filter on",
+                            where="Collection.filter",
+                            fix=f"pass properties={{image id: {{{flt.field!r}: millis}}}}")
+        if flt.dates.start_ms <= float(when) < flt.dates.end_ms:
+            kept.append(img)
+    return _Collection(kept)
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -611,6 +709,11 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
         "Number.multiply": lambda a: _number(a["left"]) * _number(a["right"]),
         "ImageCollection.fromImages": lambda a: _Collection([img(i) for i in a["images"]]),
         "reduce.median": lambda a: _collection_median(a["collection"]),
+        "ImageCollection.qualityMosaic": lambda a: _quality_mosaic(a["collection"],
+                                                                   str(a["qualityBand"])),
+        "DateRange": _date_range,
+        "Filter.dateRangeContains": _date_filter,
+        "Collection.filter": lambda a: _filter(a["collection"], a["filter"]),
     })
     for reducer in _REDUCERS:
         table[f"Reducer.{reducer}"] = lambda a, r=reducer: _Reducer(r)
