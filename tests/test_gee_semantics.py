@@ -203,3 +203,56 @@ def test_best_and_monthly_server_composites_equal_the_local_ones(offline_session
             assert np.array_equal(np.isnan(out[prefix + band]), np.isnan(loc)), prefix + band
             ok = np.isfinite(loc)
             np.testing.assert_allclose(out[prefix + band][ok], loc[ok], atol=2e-7)
+
+
+# ----------------------------------------------------------------------------- 9: tree text
+
+
+def test_tree_lines_use_the_proven_spacing_at_full_precision():
+    from lcgee.gee.trees import tree_to_string
+
+    threshold = 0.12345678901234567
+    tree = {"split_index": 0, "split_feature": 0, "threshold": threshold, "decision_type": "<=",
+            "default_left": True, "missing_type": "None",
+            "left_child": {"leaf_value": -0.1}, "right_child": {"leaf_value": 1 / 3}}
+    lines = tree_to_string(tree, ["B4"]).split("\n")
+    assert lines[1] == f"2) B4 <= {threshold!r} 1 0 -0.1 *"  # geemap: f"{cnt}) {fname} {sign} ..."
+    assert lines[2] == f"3) B4 > {threshold!r} 1 0 {1 / 3!r} *"
+    assert float(lines[1].split()[3]) == threshold
+
+
+def test_table_route_builds_features_like_the_proven_exporter(offline_session):
+    from lcgee.gee.trees import EEClassifierSpec
+
+    tree = "1) root 1 0 0\n2) B4 <= 0.5 1 0 -1.0 *\n3) B4 > 0.5 1 0 1.0 *"
+    spec = EEClassifierSpec(["B4"], [10, 20], trees=[[tree], [tree]])
+    fc = json.loads(classify.trees_feature_collection(spec).serialize())
+    text = json.dumps(fc)
+    assert "GeometryConstructors.Point" in text  # a dummy geometry, not None
+    assert tree.replace("\n", "#") in text and tree not in text
+    clf = json.loads(classify.classifier_from_table("projects/p/assets/trees", 0,
+                                                    "RAW_REGRESSION").serialize())
+    calls = [c for c in _calls(clf) if c["functionName"] == "String.replace"]
+    assert calls and calls[0]["arguments"]["regex"]["constantValue"] == "#"
+    assert calls[0]["arguments"]["replacement"]["constantValue"] == "\n"
+
+
+def _calls(graph):
+    from lcgee.gee import offline
+
+    return list(offline.invocations(graph))
+
+
+# ----------------------------------------------------------------------------- 10: output modes
+
+
+def test_regression_fallback_says_it_is_undocumented(offline_session):
+    from lcgee.errors import DataWarning
+    from lcgee.gee.trees import EEClassifierSpec
+    from lcgee.params import EEParams
+
+    tree = "1) root 1 0 0\n2) B04 <= 0.5 1 0 -1.0 *\n3) B04 > 0.5 1 0 1.0 *"
+    spec = EEClassifierSpec(["B04"], [10, 20], trees=[[tree], [tree]])
+    with pytest.warns(DataWarning, match="does not document"):
+        classify.classification_graph(spec, mode="REGRESSION")
+    assert "UNDOCUMENTED" in EEParams.model_fields["output_mode"].description

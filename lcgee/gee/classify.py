@@ -52,6 +52,9 @@ __all__ = [
     "placeholder_composite",
     "PLACEHOLDER_ID",
     "payload_route",
+    "TREE_NEWLINE",
+    "REGRESSION_WARNING",
+    "tree_feature",
     "trees_feature_collection",
     "classifier_from_table",
     "export_task",
@@ -72,6 +75,13 @@ S2_BANDS: tuple[str, ...] = tuple(PC_TO_EE_BANDS)
 REQUEST_LIMIT_BYTES = 10_000_000
 #: Share of the request limit the trees may use when sent inline.
 INLINE_FRACTION = 0.8
+#: Why the REGRESSION output mode is only a fallback.
+REGRESSION_WARNING = (
+    "ee.output_mode REGRESSION assumes Earth Engine averages the trees of an ensemble, which "
+    "its reference does not document (UNCONFIRMED); RAW_REGRESSION (per-tree outputs, summed "
+    "by lcgee) is the documented route")
+#: Stands for a line break inside tree strings stored in a table asset (as geemap encodes them).
+TREE_NEWLINE = "#"
 #: Name of the classified band.
 OUTPUT_BAND = "landcover"
 #: ``Export.image.toAsset`` pyramiding policy of class maps (``ee/batch.py``: the default,
@@ -199,14 +209,23 @@ def classifier_for_class(trees_of_one_class: Sequence[str] | Any, output_mode: s
 def class_score(features_image: Any, classifier: Any, n_trees: int, mode: str, name: str) -> Any:
     """One class's raw score as a scalar band ``name``.
 
-    ``RAW_REGRESSION``: the per-tree array summed over axis 0, then element 0.
-    ``REGRESSION``: the mean over trees times ``n_trees``.
+    ``RAW_REGRESSION``: the per-tree array summed over axis 0, then element 0 (the reference
+    for ``Classifier.setOutputMode``: "an array of the internal representation of the
+    regression process. For example, the raw predictions of multiple regression trees").
+    ``REGRESSION``: the mean over trees times ``n_trees`` -- a fallback whose premise is NOT
+    documented (the reference only says "the result of standard regression"); it warns
+    (:data:`REGRESSION_WARNING`).
     """
     ee = _ee()
     out = features_image.classify(classifier, name)
     if _check_mode(mode) == "RAW_REGRESSION":
         out = out.arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
     else:
+        import warnings
+
+        from lcgee.errors import DataWarning
+
+        warnings.warn(REGRESSION_WARNING, DataWarning, stacklevel=2)
         out = out.multiply(float(n_trees))
     return out.rename([name])
 
@@ -267,25 +286,41 @@ def payload_route(spec: EEClassifierSpec, *, limit_bytes: int = REQUEST_LIMIT_BY
     return "inline" if spec.payload_bytes() < fraction * limit_bytes else "table-asset"
 
 
+def tree_feature(tree: str, k: int, index: int) -> Any:
+    """One tree as a table feature, the way the known-working exporter (geemap's
+    ``export_trees_to_fc``) builds them: a dummy point geometry at (0, 0) ("needed to properly
+    export the feature collection") and the line breaks encoded as :data:`TREE_NEWLINE`
+    (decoded by :func:`classifier_from_table`). Whether geometry-less features with raw
+    newlines survive table ingestion is UNCONFIRMED, so lcgee does not rely on it."""
+    ee = _ee()
+    if TREE_NEWLINE in tree:
+        raise ModelError(f"a tree string contains {TREE_NEWLINE!r}", where="tree_feature",
+                         fix="use feature names of letters, digits and underscores")
+    return ee.Feature(ee.Geometry.Point([0, 0]),
+                      {"tree": tree.replace("\n", TREE_NEWLINE), "class": k, "index": index})
+
+
 def trees_feature_collection(spec: EEClassifierSpec) -> Any:
-    """The trees as an ``ee.FeatureCollection``, one feature ``{"tree", "class", "index"}``
-    per tree, for ``Export.table.toAsset`` when they are too big to travel inline.
+    """The trees as an ``ee.FeatureCollection``, one :func:`tree_feature` (``tree``, ``class``,
+    ``index``) per tree, for ``Export.table.toAsset`` when they are too big to travel inline.
 
     Note: building it client-side still sends the trees in the export request; for models
-    near the limit upload them as a CSV/GeoJSON table asset instead (same properties).
+    near the limit use :func:`lcgee.gee.live.ensure_trees_table` (chunked uploads).
     """
     ee = _ee()
-    return ee.FeatureCollection([ee.Feature(None, {"tree": tree, "class": k, "index": i})
+    return ee.FeatureCollection([tree_feature(tree, k, i)
                                  for k, trees in enumerate(spec.trees)
                                  for i, tree in enumerate(trees)])
 
 
 def classifier_from_table(table: Any, k: int, output_mode: str) -> Any:
-    """The class-``k`` ensemble from a table asset made of :func:`trees_feature_collection`."""
+    """The class-``k`` ensemble from a table asset made of :func:`tree_feature` features
+    (line breaks decoded back from :data:`TREE_NEWLINE`, as geemap's ``fc_to_classifier``)."""
     ee = _ee()
     if isinstance(table, str):
         table = ee.FeatureCollection(table)
-    trees = table.filter(ee.Filter.eq("class", k)).sort("index").aggregate_array("tree")
+    trees = (table.filter(ee.Filter.eq("class", k)).sort("index").aggregate_array("tree")
+             .map(lambda t: ee.String(t).replace(TREE_NEWLINE, "\n", "g")))
     return classifier_for_class(ee.List(trees), output_mode)
 
 

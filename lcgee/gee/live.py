@@ -320,7 +320,8 @@ def ensure_trees_table(spec: EEClassifierSpec, asset_id: str, *,
     The trees go to table assets ``<asset_id>_<hash>_<i>`` (``Export.table.toAsset``, one per
     chunk so that no request exceeds Earth Engine's 10 MB limit; ``hash`` identifies the model).
     Chunks already present are reused; missing ones are uploaded and waited for (``timeout``
-    seconds). Each feature holds ``tree``, ``class`` and ``index``, as
+    seconds). Each feature is a :func:`lcgee.gee.classify.tree_feature` (dummy point geometry,
+    ``tree`` with encoded line breaks, ``class``, ``index``), as
     :func:`lcgee.gee.classify.classifier_from_table` reads them.
     """
     ee = _ee()
@@ -331,8 +332,7 @@ def ensure_trees_table(spec: EEClassifierSpec, asset_id: str, *,
     for i, (rows, target) in enumerate(zip(chunks, ids)):
         if target in have:
             continue
-        fc = ee.FeatureCollection([ee.Feature(None, {"tree": t, "class": k, "index": j})
-                                   for k, j, t in rows])
+        fc = ee.FeatureCollection([classify.tree_feature(t, k, j) for k, j, t in rows])
         task = ee.batch.Export.table.toAsset(collection=fc, assetId=target,
                                              description=f"lcgee_trees_{i}")
         todo.append((task, {"type": "EXPORT_TABLE", "destination": "asset",
