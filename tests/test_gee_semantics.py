@@ -256,3 +256,33 @@ def test_regression_fallback_says_it_is_undocumented(offline_session):
     with pytest.warns(DataWarning, match="does not document"):
         classify.classification_graph(spec, mode="REGRESSION")
     assert "UNDOCUMENTED" in EEParams.model_fields["output_mode"].description
+
+
+# ----------------------------------------------------------------------------- 6: footprints
+
+
+def test_pixels_outside_a_granule_footprint_are_nodata(offline_session):
+    from lcgee import clouds
+    from lcgee.gee import cloudmask, offline
+
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (60, 80))
+    rng = np.random.default_rng(0)
+    b8 = rng.uniform(2000, 4000, grid.shape)
+    b8[:, 50:] = np.nan  # the granule's data ends at column 50
+    scl = np.where(np.isnan(b8), np.nan, 4.0)
+    prob = rng.uniform(0, 30, grid.shape)
+    prob[:, 50:] = np.nan
+    sr, pr = cloudmask.scene_images("X")
+    graph = json.loads(cloudmask.mask_codes(sr, pr, crs=grid.crs).serialize())
+    images = {f"{cloudmask.SR_COLLECTION}/X": {"B8": b8, "SCL": scl},
+              f"{cloudmask.PROBABILITY_COLLECTION}/X": {"probability": prob}}
+    props = {f"{cloudmask.SR_COLLECTION}/X": {"MEAN_SOLAR_AZIMUTH_ANGLE": 150.0}}
+    codes = offline.evaluate_graph(graph, images=images, properties=props, grid=grid,
+                                   masked=True)[cloudmask.MASK_BAND]
+    assert np.all(codes[:, 50:] == clouds.NODATA) and not np.ma.is_masked(codes[:, 50:])
+    assert np.all(codes[:, :45] == clouds.CLEAR)
+    # the evaluator models mask() as keeping the footprint (API reference of Image.mask)
+    ee = pytest.importorskip("ee")
+    m = offline.evaluate_graph(json.loads(ee.Image("a").mask().serialize()),
+                               images={"a": {"B8": b8}}, masked=True)["B8"]
+    assert np.ma.getmaskarray(m)[:, 50:].all() and np.all(m[:, :50] == 1)

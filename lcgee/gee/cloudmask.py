@@ -93,7 +93,9 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
     proj = _projection(sr, crs)
     probability = prob.select("probability")
     nir = sr.select("B8")
-    valid = probability.mask().And(nir.mask())
+    # mask() keeps the input's footprint, so the test is itself masked outside a granule, and
+    # where() keeps the input where the test is masked: unmask it so NODATA lands there too.
+    valid = probability.mask().And(nir.mask()).unmask(0, False)
     is_cloud = probability.gt(thresh).unmask(0, False)
     dark = nir.lt(dark_dn).And(sr.select("SCL").neq(_SCL_WATER)).unmask(0, False)
     azimuth = ee.Number(90).subtract(ee.Number(sr.get("MEAN_SOLAR_AZIMUTH_ANGLE")))

@@ -64,6 +64,9 @@ class OfflineImage:
     data: list[np.ndarray]
     masks: list[np.ndarray]
     properties: dict[str, Any] = field(default_factory=dict)
+    #: Pixels inside the image's footprint (None: everywhere, e.g. constants). ``mask()`` and
+    #: ``unmask(sameFootprint=True)`` give valid pixels only there.
+    footprint: np.ndarray | None = None
 
     def band(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
         return self.names[i], self.data[i], self.masks[i]
@@ -106,6 +109,18 @@ class _Collection:
 # ----------------------------------------------------------------------------- helpers
 
 
+def _both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Footprint of a binary operation: the intersection (None = everywhere)."""
+    return b if a is None else a if b is None else a & b
+
+
+def _either(prints: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """Footprint of a reduced collection: the union (None = everywhere)."""
+    if not prints or any(p is None for p in prints):
+        return None
+    return np.logical_or.reduce(list(prints))
+
+
 def _image(ctx: _Context, value: Any) -> OfflineImage:
     """Promote numbers / lists to constant images, as Earth Engine does."""
     if isinstance(value, OfflineImage):
@@ -141,7 +156,7 @@ def _binary(ctx: _Context, a: Any, b: Any, fn: Callable[[np.ndarray, np.ndarray]
         with np.errstate(all="ignore"):
             data.append(fn(a.data[i], b.data[j]))
         masks.append(a.masks[i] & b.masks[j])
-    return OfflineImage(names, data, masks)
+    return OfflineImage(names, data, masks, footprint=_both(a.footprint, b.footprint))
 
 
 def _divide(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -177,7 +192,7 @@ def _select(image: OfflineImage, selectors: Sequence[Any],
                                    where="Image.select", fix="fix the graph")
         names = [str(n) for n in new_names]
     return OfflineImage(names, [image.data[i] for i in picked], [image.masks[i] for i in picked],
-                        dict(image.properties))
+                        dict(image.properties), image.footprint)
 
 
 def _rename(image: OfflineImage, names: Sequence[str]) -> OfflineImage:
@@ -186,14 +201,16 @@ def _rename(image: OfflineImage, names: Sequence[str]) -> OfflineImage:
     if len(names) != len(image):
         raise EarthEngineError(f"{len(names)} names for {len(image)} bands",
                                where="Image.rename", fix="fix the graph")
-    return OfflineImage([str(n) for n in names], list(image.data), list(image.masks))
+    return OfflineImage([str(n) for n in names], list(image.data), list(image.masks),
+                        dict(image.properties), image.footprint)
 
 
 def _add_bands(dst: OfflineImage, src: OfflineImage, names: Sequence[str] | None = None,
                overwrite: bool = False) -> OfflineImage:
     if names is not None:
         src = _select(src, list(names))
-    out = OfflineImage(list(dst.names), list(dst.data), list(dst.masks), dict(dst.properties))
+    out = OfflineImage(list(dst.names), list(dst.data), list(dst.masks), dict(dst.properties),
+                       dst.footprint)  # "the metadata and footprint from the first input"
     for name, data, mask in zip(src.names, src.data, src.masks, strict=True):
         if name in out.names:
             if not overwrite:
@@ -209,7 +226,8 @@ def _add_bands(dst: OfflineImage, src: OfflineImage, names: Sequence[str] | None
 
 
 def _map_bands(image: OfflineImage, fn: Callable[[np.ndarray], np.ndarray]) -> OfflineImage:
-    return OfflineImage(list(image.names), [fn(d) for d in image.data], list(image.masks))
+    return OfflineImage(list(image.names), [fn(d) for d in image.data], list(image.masks),
+                        dict(image.properties), image.footprint)
 
 
 def _classify(image: OfflineImage, classifier: _Classifier,
@@ -337,14 +355,19 @@ def _update_mask(image: OfflineImage, mask: OfflineImage) -> OfflineImage:
     masks = [m & mask.masks[0 if len(mask) == 1 else i] & (mask.data[0 if len(mask) == 1 else i]
                                                              != 0)
              for i, m in enumerate(image.masks)]
-    return OfflineImage(list(image.names), list(image.data), masks, dict(image.properties))
+    return OfflineImage(list(image.names), list(image.data), masks, dict(image.properties),
+                        image.footprint)
 
 
 def _mask(image: OfflineImage, mask: OfflineImage | None = None) -> OfflineImage:
+    """``mask()``: the mask as 0/1 values, valid inside the input's footprint only ("The
+    output image retains the metadata and footprint of the input image")."""
     if mask is not None:
         return _update_mask(image, mask)
+    inside = [np.ones_like(m) if image.footprint is None else image.footprint.copy()
+              for m in image.masks]
     return OfflineImage(list(image.names), [m.astype(np.float64) for m in image.masks],
-                        [np.ones_like(m) for m in image.masks])
+                        inside, dict(image.properties), image.footprint)
 
 
 def _normalized_difference(image: OfflineImage,
@@ -376,8 +399,9 @@ def _resample(image: OfflineImage, src: Grid, dst: Grid) -> OfflineImage:
     row_ok = (rows >= 0) & (rows < src.height)
     ix = np.ix_(np.clip(rows, 0, src.height - 1), np.clip(cols, 0, src.width - 1))
     inside = row_ok[:, None] & col_ok[None, :]
+    footprint = None if image.footprint is None else image.footprint[ix] & inside
     return OfflineImage(list(image.names), [d[ix] for d in image.data],
-                        [m[ix] & inside for m in image.masks], dict(image.properties))
+                        [m[ix] & inside for m in image.masks], dict(image.properties), footprint)
 
 
 #: Nearest-neighbour move of an :class:`OfflineImage` between two grids of one CRS.
@@ -405,14 +429,6 @@ def _reproject_grid(ctx: _Context, crs: Any, transform: Any, scale: Any) -> Grid
     return Grid(code, (scale, 0.0, float(x0), 0.0, -scale, float(y0)), (height, width))
 
 
-def _footprint(ctx: _Context) -> np.ndarray:
-    """Pixels of the current grid whose centre lies within the sources' extent."""
-    if ctx.domain is None or ctx.grid is None or ctx.grid == ctx.domain:
-        return np.ones(ctx.shape, bool)
-    ones = OfflineImage(["f"], [np.ones(ctx.domain.shape)], [np.ones(ctx.domain.shape, bool)])
-    return _resample(ones, ctx.domain, ctx.grid).masks[0]
-
-
 # ----------------------------------------------------------------------------- masks, logic
 
 
@@ -431,7 +447,7 @@ def _where(image: OfflineImage, test: OfflineImage, value: OfflineImage) -> Offl
         take = (test.data[0] != 0) & test.masks[0] & value.masks[j] & m
         data.append(np.where(take, value.data[j], d))
         masks.append(m)
-    return OfflineImage(list(image.names), data, masks)
+    return OfflineImage(list(image.names), data, masks, dict(image.properties), image.footprint)
 
 
 def _unmask(ctx: _Context, image: OfflineImage, value: Any, same_footprint: bool) -> OfflineImage:
@@ -442,13 +458,20 @@ def _unmask(ctx: _Context, image: OfflineImage, value: Any, same_footprint: bool
     if len(fill) not in (1, len(image)):
         raise EarthEngineError("unmask value band count does not match", where="Image.unmask",
                                fix="use a one-band value")
-    keep = _footprint(ctx) if same_footprint else np.ones(ctx.shape, bool)
+    # sameFootprint (default): only inside the input's footprint; else the union with the
+    # value's footprint (a constant: everywhere).
+    if same_footprint:
+        footprint = image.footprint
+    else:
+        footprint = None if fill.footprint is None else _either([image.footprint,
+                                                                 fill.footprint])
+    keep = np.ones(ctx.shape, bool) if footprint is None else footprint
     data, masks = [], []
     for i, (d, m) in enumerate(zip(image.data, image.masks, strict=True)):
         j = 0 if len(fill) == 1 else i
         data.append(np.where(m, d, fill.data[j]))
         masks.append((m | fill.masks[j]) & (keep | m))
-    return OfflineImage(list(image.names), data, masks)
+    return OfflineImage(list(image.names), data, masks, dict(image.properties), footprint)
 
 
 def _focal(image: OfflineImage, radius: Any, kernel_type: Any, units: Any, iterations: Any,
@@ -472,7 +495,7 @@ def _focal(image: OfflineImage, radius: Any, kernel_type: Any, units: Any, itera
         ok = m & np.isfinite(out)
         data.append(np.where(ok, out, 0.0))
         masks.append(ok)
-    return OfflineImage(list(image.names), data, masks)
+    return OfflineImage(list(image.names), data, masks, dict(image.properties), image.footprint)
 
 
 def _directional_distance(image: OfflineImage, angle: Any, max_distance: Any,
@@ -498,7 +521,7 @@ def _directional_distance(image: OfflineImage, angle: Any, max_distance: Any,
         new = hit & ~found
         distance[new] = k
         found |= new
-    return OfflineImage(["distance"], [distance], [found])
+    return OfflineImage(["distance"], [distance], [found], footprint=image.footprint)
 
 
 def _get_property(element: Any, name: str) -> Any:
@@ -535,7 +558,8 @@ def _collection_median(collection: _Collection) -> OfflineImage:
         ok = np.isfinite(med)
         data.append(np.where(ok, med, 0.0))
         masks.append(ok)
-    return OfflineImage(list(names), data, masks)
+    return OfflineImage(list(names), data, masks,
+                        footprint=_either([img.footprint for img in images]))
 
 
 def _quality_mosaic(collection: _Collection, quality_band: str) -> OfflineImage:
@@ -561,7 +585,8 @@ def _quality_mosaic(collection: _Collection, quality_band: str) -> OfflineImage:
         m = np.stack([img.masks[i] for img in images])
         data.append(np.take_along_axis(d, pick[None], 0)[0])
         masks.append(np.take_along_axis(m, pick[None], 0)[0] & any_valid)
-    return OfflineImage(list(names), data, masks)
+    return OfflineImage(list(names), data, masks,
+                        footprint=_either([img.footprint for img in images]))
 
 
 @dataclass(frozen=True)
@@ -840,7 +865,10 @@ def _source(bands: Mapping[str, Any]) -> OfflineImage:
         names.append(str(name))
         data.append(np.where(mask, values, 0.0))
         masks.append(mask)
-    return OfflineImage(names, data, masks)
+    # the footprint: where the asset has data in any band (outside it nothing is valid, not
+    # even mask() or unmask())
+    return OfflineImage(names, data, masks,
+                        footprint=np.logical_or.reduce(masks) if masks else None)
 
 
 def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None = None, *,
