@@ -286,3 +286,60 @@ def test_pixels_outside_a_granule_footprint_are_nodata(offline_session):
     m = offline.evaluate_graph(json.loads(ee.Image("a").mask().serialize()),
                                images={"a": {"B8": b8}}, masked=True)["B8"]
     assert np.ma.getmaskarray(m)[:, 50:].all() and np.all(m[:, :50] == 1)
+
+
+# ----------------------------------------------------------------------------- 12: whole chain
+
+
+def test_whole_server_chain_equals_the_local_map_bit_for_bit(offline_session, scenes):
+    """DN scenes -> cloud mask -> median -> reflectance -> indices -> trees -> labels, as the
+    server graph says, evaluated offline, against the local pipeline: the same features bit
+    for bit and 0 label flips (float32 casts in the graph by design)."""
+    import lightgbm as lgb
+    import xarray as xr
+
+    from lcgee import composite, indices
+    from lcgee.gee import composite as gee_composite
+    from lcgee.gee.trees import booster_to_ee_trees
+    from lcgee.masks import cloud_params
+    from lcgee.scenes import gee_index
+
+    client, items, grid, cfg, masked = scenes
+    index_names = ["NDVI", "NDWI", "SAVI", "EVI"]  # constants too
+    local_comp = composite.composite(masked, "median")["composite"]
+    feats = indices.compute_indices(local_comp, index_names)
+    names = [str(b) for b in feats["band"].values]
+    X = feats.values.reshape(len(names), -1).T.astype(np.float64)
+    ok = np.all(np.isfinite(X), axis=1)
+    rng = np.random.default_rng(0)
+    y = np.digitize(X[:, names.index("NDVI")], [0.2, 0.4]) * ok  # 3 classes
+    train = rng.choice(np.flatnonzero(ok), 5000, replace=False)
+    params = {"objective": "multiclass", "num_class": 3, "num_leaves": 15, "verbose": -1,
+              "num_threads": 1, "seed": 0, "deterministic": True, "min_data_in_leaf": 5}
+    booster = lgb.train(params, lgb.Dataset(X[train], y[train], feature_name=names),
+                        num_boost_round=20)
+    local = np.zeros(X.shape[0], np.uint8)
+    local[ok] = np.array([10, 20, 30])[np.argmax(booster.predict(X[ok]), axis=1)]
+    spec = booster_to_ee_trees(booster, class_values=[10, 20, 30])
+
+    image = gee_composite.scene_composite([gee_index(it) for it in items], method="median",
+                                          bands=BANDS4, cloud=cloud_params(cfg), crs=grid.crs)
+    graph = classify.classification_graph(spec, image, available_bands=BANDS4)
+    out = _evaluate_composite_graph(graph, client, items, grid)
+    ee_map = np.nan_to_num(out["landcover"]).astype(np.uint8).ravel()
+    assert int((ee_map != local).sum()) == 0
+    features = classify.feature_image(image, names, available_bands=BANDS4)
+    got = _evaluate_composite_graph(json.loads(features.serialize()), client, items, grid)
+    for k, name in enumerate(names):
+        assert np.array_equal(got[name], feats.values[k], equal_nan=True), name
+    assert isinstance(feats, xr.DataArray)
+
+
+def _evaluate_composite_graph(graph, client, items, grid):
+    from lcgee.gee import emulator, offline
+
+    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS4)
+    images, props = {}, {}
+    for asset_id in sorted(offline.loaded_ids(graph)):
+        images[asset_id], props[asset_id] = loader(asset_id)
+    return offline.evaluate_graph(graph, images=images, properties=props, grid=grid)

@@ -18,9 +18,9 @@ The pieces, each a plain function over ``ee`` objects (they work in the offline 
   asset (:func:`trees_feature_collection`, :func:`classifier_from_table`).
 * :func:`export_task` builds (never starts) ``Export.image.toAsset/toDrive/toCloudStorage``.
 
-Differences from the local pipeline worth knowing: Earth Engine's ``Image.divide`` returns 0 for
-division by 0 where :class:`lcgee.indices.ArrayOps` gives NaN, and arithmetic with constants is
-done in double precision while local indices are stored as float32 (differences ~1e-7).
+Parity with the local pipeline by design (:class:`EEOps`): every index operation is cast to
+float32 as the local numpy float32 arithmetic rounds it, constants are float32, and division by
+0 (Earth Engine: 0, locally NaN) is masked on the server, so both leave the pixel unclassified.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from lcgee import indices as _indices
 from lcgee.errors import ModelError, ParamsError
@@ -103,30 +105,42 @@ def _ee() -> Any:
 
 
 class EEOps:
-    """:class:`lcgee.indices.ExprOps` over ``ee.Image`` (constants become ``Image.constant``)."""
+    """:class:`lcgee.indices.ExprOps` over ``ee.Image`` computing what the local float32
+    pipeline computes, bit for bit by design.
+
+    Every result is cast with ``toFloat`` ("Casts the input value to a 32-bit float"): the
+    local indices are numpy float32 operations, each rounded to float32, and a correctly
+    rounded double result of one ``+ - * /`` rounded again to float32 is the float32 result.
+    Constants are the float32 values numpy uses (``float(np.float32(v))``). ``divide`` returns
+    0 for division by 0 on the server (API reference) where the local pipeline gives NaN,
+    so :meth:`div` masks those pixels: both sides then leave the pixel unclassified.
+    """
 
     def _img(self, value: Any) -> Any:
         ee = _ee()
-        return value if isinstance(value, ee.Image) else ee.Image.constant(value)
+        if isinstance(value, ee.Image):
+            return value
+        return ee.Image.constant(float(np.float32(value)))
 
     def add(self, a: Any, b: Any) -> Any:
-        return self._img(a).add(self._img(b))
+        return self._img(a).add(self._img(b)).toFloat()
 
     def sub(self, a: Any, b: Any) -> Any:
-        return self._img(a).subtract(self._img(b))
+        return self._img(a).subtract(self._img(b)).toFloat()
 
     def mul(self, a: Any, b: Any) -> Any:
-        return self._img(a).multiply(self._img(b))
+        return self._img(a).multiply(self._img(b)).toFloat()
 
     def div(self, a: Any, b: Any) -> Any:
-        """``a / b``; Earth Engine gives 0 where ``b == 0`` (locally: NaN)."""
-        return self._img(a).divide(self._img(b))
+        """``a / b``, masked where ``b == 0`` (Earth Engine's 0 there; locally NaN)."""
+        den = self._img(b)
+        return self._img(a).divide(den).updateMask(den.neq(0)).toFloat()
 
     def neg(self, a: Any) -> Any:
-        return self._img(a).multiply(-1)
+        return self._img(a).multiply(-1).toFloat()
 
     def const(self, value: float) -> Any:
-        return _ee().Image.constant(float(value))
+        return _ee().Image.constant(float(np.float32(value)))
 
 
 def harmonized_to_reflectance(image: Any, bands: Sequence[str] | None = None) -> Any:
@@ -139,7 +153,8 @@ def harmonized_to_reflectance(image: Any, bands: Sequence[str] | None = None) ->
     if unknown:
         raise ParamsError(f"bands {unknown} are not Sentinel-2 bands", where="bands",
                           fix=f"choose from {', '.join(S2_BANDS)}")
-    return image.select([PC_TO_EE_BANDS[b] for b in names], names).divide(10000)
+    return image.select([PC_TO_EE_BANDS[b] for b in names], names).toFloat().divide(10000) \
+        .toFloat()
 
 
 def feature_image(composite_image: Any, feature_names: Sequence[str], *,
@@ -179,7 +194,7 @@ def feature_image(composite_image: Any, feature_names: Sequence[str], *,
     source = list(dict.fromkeys(needed))
     bands = {b: composite_image.select([b]) for b in source}
     ops = EEOps()
-    layers = [composite_image.select(source)] if source else []
+    layers = [composite_image.select(source).toFloat()] if source else []
     for index in wanted_indices:
         layers.append(ops._img(_indices.evaluate(index, bands, ops=ops)).rename([index.name]))
     return ee.Image.cat(layers).select(names)

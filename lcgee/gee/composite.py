@@ -31,7 +31,7 @@ from lcgee.gee import cloudmask
 from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
 
 __all__ = ["METHODS", "reduce_collection", "scene_composite", "composite_for_params",
-           "monthly_features"]
+           "monthly_features", "scene_reflectance"]
 
 METHODS = ("median", "best", "monthly")
 _QUALITY = "lcgee_quality"
@@ -54,8 +54,8 @@ def _check(method: str, bands: Sequence[str]) -> list[str]:
     return list(bands)
 
 
-def _with_bands(image: Any, ee_bands: Sequence[str]) -> Any:
-    """``image`` with at least ``ee_bands``: fully masked bands where it has none.
+def _with_bands(image: Any, bands: Sequence[str]) -> Any:
+    """``image`` with at least ``bands``: fully masked bands where it has none.
 
     Reducing an empty collection (a month without scenes) gives an image with no bands, and
     selecting from it fails on the server ("Band pattern ... was applied to an Image with no
@@ -63,37 +63,51 @@ def _with_bands(image: Any, ee_bands: Sequence[str]) -> Any:
     constants keeps the reduced bands where they exist.
     """
     ee = _ee()
-    names = list(ee_bands)
+    names = list(bands)
     empty = ee.Image.constant([0] * len(names)).rename(names).updateMask(0)
     return empty.addBands(image, None, True).select(names)
 
 
-def _to_reflectance(image: Any, bands: Sequence[str]) -> Any:
-    ee_bands = [PC_TO_EE_BANDS[b] for b in bands]
-    return _with_bands(image, ee_bands).select(ee_bands, list(bands)).divide(10000)
+def scene_reflectance(sr: Any, bands: Sequence[str]) -> Any:
+    """A (masked) ``S2_SR_HARMONIZED`` scene as float32 reflectance with lcgee band names,
+    computed as :func:`lcgee.load.reflectance` computes it: ``float32(DN) / 10000`` rounded
+    to float32 (``toFloat`` before and after the division; a correctly rounded double
+    quotient rounded to float32 is the float32 quotient). The scene's properties are kept
+    (``addBands`` onto the scene, then ``select``): ``filterDate`` needs
+    ``system:time_start``, which arithmetic results are not documented to carry."""
+    refl = (sr.select([PC_TO_EE_BANDS[b] for b in bands], list(bands)).toFloat()
+            .divide(10000).toFloat())
+    return sr.addBands(refl, None, True).select(list(bands))
 
 
-def _with_quality(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str]) -> Any:
-    """The masked scene plus minus its cloud probability (for ``qualityMosaic``), the quality
-    masked like the scene: ``qualityMosaic`` orders by the quality band alone, so a cloud,
-    shadow or buffered observation, or one missing any of ``bands``, must have no quality
-    value to win with (as the local best pixel, which needs every band valid)."""
+def _scene(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str],
+           quality: bool) -> Any:
+    """One scene for the composite: masked (not CLEAR -> masked) float32 reflectance, plus
+    (``quality``) minus its cloud probability for ``qualityMosaic``, masked like the scene:
+    ``qualityMosaic`` orders by the quality band alone, so a cloud, shadow or buffered
+    observation, or one missing any of ``bands``, must have no quality value to win with (as
+    the local best pixel, which needs every band valid)."""
     clear = cloudmask.mask_codes(sr, prob, **params).eq(clouds.CLEAR)
-    quality = prob.select("probability").multiply(-1).rename([_QUALITY]).updateMask(clear)
+    image = scene_reflectance(sr.updateMask(clear), bands)
+    if not quality:
+        return image
+    score = prob.select("probability").multiply(-1).rename([_QUALITY]).updateMask(clear)
     for band in bands:
-        quality = quality.updateMask(sr.select([PC_TO_EE_BANDS[band]]).mask())
-    return sr.updateMask(clear).addBands(quality)
+        score = score.updateMask(sr.select([PC_TO_EE_BANDS[band]]).mask())
+    return image.addBands(score)
 
 
 def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any:
-    """``median`` or ``best`` of a collection of masked ``S2_SR_HARMONIZED`` images, as
-    reflectance with lcgee band names (``monthly``: see :func:`monthly_features`). An empty
-    collection gives the bands fully masked."""
+    """``median`` or ``best`` of a collection of :func:`scene_reflectance` images (``best``:
+    with the quality band of :func:`_scene`), float32 reflectance with lcgee band names
+    (``monthly``: see :func:`monthly_features`). An empty collection gives the bands fully
+    masked. The median of an even count is the mean of the middle two, rounded to float32
+    (``toFloat``), which equals the local float32 ``(a + b) / 2``."""
     bands = _check(method, bands)
-    if method == "median":  # per band, so selecting after reducing is the same
-        return _to_reflectance(collection.median(), bands)
+    if method == "median":
+        return _with_bands(collection.median(), bands).toFloat()
     if method == "best":
-        return _to_reflectance(collection.qualityMosaic(_QUALITY), bands)
+        return _with_bands(collection.qualityMosaic(_QUALITY), bands).toFloat()
     raise ParamsError("the monthly composite is a feature stack", where="composite.method",
                       fix="use monthly_features for method 'monthly'")
 
@@ -135,11 +149,8 @@ def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
     ee = _ee()
     cloud = dict(cloud or {})
     _check(method, bands)
-    images = []
-    for index in scene_indices:
-        sr, prob = cloudmask.scene_images(index)
-        images.append(_with_quality(sr, prob, {**cloud, "crs": crs}, bands) if method == "best"
-                      else cloudmask.masked_image(sr, prob, crs=crs, **cloud))
+    images = [_scene(*cloudmask.scene_images(index), {**cloud, "crs": crs}, bands,
+                     method == "best") for index in scene_indices]
     collection = ee.ImageCollection.fromImages(images)
     if method == "monthly":
         if dates is None:
@@ -167,13 +178,12 @@ def composite_for_params(params: Any, grid: Any) -> Any:
     end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
     method = params.composite.method
     bands = list(params.features.bands)
+    base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
+                                       cloud_filter=params.stac.max_cloud_cover)
+    collection = cloudmask.map_scenes(
+        base, lambda sr, prob: _scene(sr, prob, cloud, bands, method == "best"))
     if method == "best":
-        base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
-                                           cloud_filter=params.stac.max_cloud_cover)
-        collection = cloudmask.map_scenes(base, lambda sr, prob: _with_quality(sr, prob, cloud, bands))
         return reduce_collection(collection, "best", bands)
-    collection = cloudmask.masked_collection(region, start.isoformat(), end.isoformat(),
-                                             cloud_filter=params.stac.max_cloud_cover, **cloud)
     if method == "monthly":
         return monthly_features(collection, params.dates.start, params.dates.end, bands,
                                 list(params.features.indices))
