@@ -343,3 +343,39 @@ def _evaluate_composite_graph(graph, client, items, grid):
     for asset_id in sorted(offline.loaded_ids(graph)):
         images[asset_id], props[asset_id] = loader(asset_id)
     return offline.evaluate_graph(graph, images=images, properties=props, grid=grid)
+
+
+# ----------------------------------------------------------------------------- 11: WorldCover
+
+
+def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_session, small_search,
+                                                                   small_world, tmp_path):
+    from lcgee import labels
+    from lcgee.gee import emulator, worldcover
+
+    client, _ = small_search
+    grid = small_world.grid
+    truth = labels.load_worldcover(grid, source="demo", client=client).values
+
+    def loader(asset_id):
+        assert asset_id == worldcover.WORLDCOVER_IMAGE
+        return {"Map": np.where(truth == 0, np.nan, truth.astype(np.float64))}, {}
+
+    standin = emulator.OfflineEarthEngine(grid, loader)
+    got = labels.load_worldcover(grid, source="earth-engine", earth_engine={
+        "connection": standin, "cache_dir": tmp_path})
+    assert got.dtype == np.uint8 and np.array_equal(got.values, truth)
+    assert standin.requests >= 1
+    # coarser grid: mode of the 10 m codes, as the Planetary Computer route (odc-stac "mode")
+    coarse = grid.coarsen(2)
+    got2 = labels.load_worldcover(coarse, source="earth-engine", earth_engine={
+        "connection": standin, "cache_dir": tmp_path}).values
+    blocks = truth.reshape(coarse.height, 2, coarse.width, 2).transpose(0, 2, 1, 3).reshape(
+        coarse.height, coarse.width, 4)
+    unanimous = np.all(blocks == blocks[..., :1], axis=-1)
+    assert np.array_equal(got2[unanimous], blocks[..., 0][unanimous])
+    three = np.sum(blocks == blocks[..., :1], axis=-1) >= 3  # a clear majority
+    assert np.array_equal(got2[three & (blocks[..., 0] > 0)],
+                          blocks[..., 0][three & (blocks[..., 0] > 0)])
+    with pytest.raises(Exception, match="whole multiple"):
+        worldcover.fine_grid(Grid(grid.crs, (15.0, 0, 0, 0, -15.0, 0), (4, 4)))
