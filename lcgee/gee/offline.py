@@ -7,7 +7,8 @@ where each value is a ``constantValue``, ``arrayValue``, ``dictionaryValue``,
 ``Image.load`` leaves are replaced by images the caller supplies as ``{band: 2-D array}``.
 
 Only the operations lcgee's graphs use are implemented, following Earth Engine's documented
-semantics: band matching of binary operators (a one-band image applies to every band of the
+semantics (docs/earth-engine-semantics.md quotes the reference for each and lists what stays
+UNCONFIRMED): band matching of binary operators (a one-band image applies to every band of the
 other; otherwise bands pair by position and take the longer input's names, or image1's),
 masks intersect, ``divide`` gives 0 for division by 0, ``remap`` masks values not listed (or
 uses ``defaultValue``), ``arrayArgmax`` reports the first maximum. ``Image.classify`` with a
@@ -370,15 +371,6 @@ def _mask(image: OfflineImage, mask: OfflineImage | None = None) -> OfflineImage
                         inside, dict(image.properties), image.footprint)
 
 
-def _normalized_difference(image: OfflineImage,
-                           band_names: Sequence[str] | None = None) -> OfflineImage:
-    pair = _select(image, list(band_names)) if band_names else _select(image, [0, 1])
-    a, b = pair.data[0], pair.data[1]
-    with np.errstate(all="ignore"):
-        nd = _divide(a - b, a + b)
-    return OfflineImage(["nd"], [nd], [pair.masks[0] & pair.masks[1]])
-
-
 # ----------------------------------------------------------------------------- grids
 
 _GRID_EPS = 1e-6
@@ -409,21 +401,37 @@ resample = _resample
 
 
 def _reproject_grid(ctx: _Context, crs: Any, transform: Any, scale: Any) -> Grid:
-    """The grid ``reproject`` evaluates its input on: CRS-origin aligned, covering the sources."""
+    """The grid ``reproject`` evaluates its input on, covering the sources.
+
+    ``crs`` a code or ``Projection`` without a transform: "the identity transform is assumed"
+    (algorithm catalog, ``Projection``), so ``scale`` gives cells with edges at multiples of
+    ``scale`` from the CRS origin. A projection with a transform (``Image.projection()``, the
+    tutorial's) keeps its translation: the cells start at its origin. ``crsTransform``
+    (``[xScale, 0, x0, 0, yScale, y0]``, no shear) anchors the cells at ``(x0, y0)``.
+    """
     if ctx.domain is None:
         raise DataError("the graph reprojects, but the sources' grid is unknown",
                         where="evaluate_graph", fix="pass grid= (the grid of the source arrays)")
     code = crs.crs if isinstance(crs, _Projection) else str(crs)
+    anchor = (0.0, 0.0)
     if transform is not None:
-        raise UnsupportedOperationError("reproject with a crsTransform",
-                                        where="Image.reproject", fix="reproject with crs + scale")
+        if scale is not None:
+            raise UnsupportedOperationError("reproject with both crsTransform and scale",
+                                            where="Image.reproject", fix="give one of them")
+        t = [float(v) for v in transform]
+        if len(t) != 6 or t[1] != 0 or t[3] != 0 or t[0] <= 0 or t[4] != -t[0]:
+            raise UnsupportedOperationError(f"crsTransform {transform}", where="Image.reproject",
+                                            fix="use square north-up pixels")
+        scale, anchor = t[0], (t[2], t[5])
+    elif isinstance(crs, _Projection) and crs.transform is not None:
+        anchor = (float(crs.transform[2]), float(crs.transform[5]))
     if scale is None:
         raise UnsupportedOperationError("reproject without a scale", where="Image.reproject",
-                                        fix="give scale=")
+                                        fix="give scale= or crsTransform=")
     scale = float(scale)
     left, bottom, right, top = ctx.domain.bounds
-    x0 = np.floor(left / scale + _GRID_EPS) * scale
-    y0 = np.ceil(top / scale - _GRID_EPS) * scale
+    x0 = anchor[0] + np.floor((left - anchor[0]) / scale + _GRID_EPS) * scale
+    y0 = anchor[1] + np.ceil((top - anchor[1]) / scale - _GRID_EPS) * scale
     width = int(np.ceil((right - x0) / scale - _GRID_EPS))
     height = int(np.ceil((y0 - bottom) / scale - _GRID_EPS))
     return Grid(code, (scale, 0.0, float(x0), 0.0, -scale, float(y0)), (height, width))
@@ -697,8 +705,6 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
         "Image.updateMask": lambda a: _update_mask(img(a["image"]), img(a["mask"])),
         "Image.mask": lambda a: _mask(img(a["image"]),
                                       img(a["mask"]) if a.get("mask") is not None else None),
-        "Image.normalizedDifference": lambda a: _normalized_difference(img(a["input"]),
-                                                                       a.get("bandNames")),
         "Classifier.decisionTreeEnsemble": lambda a: _Classifier(tuple(a["treeStrings"])),
         "Classifier.decisionTree": lambda a: _Classifier((a["treeString"],)),
         "Classifier.setOutputMode": lambda a: _Classifier(a["classifier"].trees, a["mode"]),
