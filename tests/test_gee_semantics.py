@@ -154,7 +154,7 @@ def test_empty_month_gives_masked_bands_not_a_server_error(offline_session, scen
     first = min(it.datetime for it in items).date()
     start = dt.date(first.year - 1, first.month, 1)  # a year of months without scenes first
     image = gee_composite.scene_composite([gee_index(it) for it in items[:2]], method="monthly",
-                                          bands=BANDS4, cloud=cloud_params(cfg), crs=grid.crs,
+                                          bands=BANDS4, cloud=cloud_params(cfg), crs=grid,
                                           dates=(start, first), index_names=["NDVI"])
     out = _evaluate_composite(image, client, items[:2], grid, BANDS4)
     empty = f"m{start.year:04d}{start.month:02d}_"
@@ -182,7 +182,7 @@ def test_best_and_monthly_server_composites_equal_the_local_ones(offline_session
     score = prob.assign_coords(time=masked["time"].values).fillna(100.0)
     local = composite.composite(masked, "best", score=score)["composite"].values
     image = gee_composite.scene_composite(keys, method="best", bands=BANDS4,
-                                          cloud=cloud_params(cfg), crs=grid.crs)
+                                          cloud=cloud_params(cfg), crs=grid)
     out = _evaluate_composite(image, client, items, grid, BANDS4)
     for k, band in enumerate(BANDS4):
         assert np.array_equal(np.isnan(out[band]), np.isnan(local[k])), band
@@ -192,7 +192,7 @@ def test_best_and_monthly_server_composites_equal_the_local_ones(offline_session
     monthly = composite.composite(masked, "monthly")["composite"]
     times = [it.datetime.date() for it in items]
     image = gee_composite.scene_composite(keys, method="monthly", bands=BANDS4,
-                                          cloud=cloud_params(cfg), crs=grid.crs,
+                                          cloud=cloud_params(cfg), crs=grid,
                                           dates=(min(times), max(times)))
     out = _evaluate_composite(image, client, items, grid, BANDS4)
     assert monthly.sizes["month"] >= 2
@@ -273,7 +273,7 @@ def test_pixels_outside_a_granule_footprint_are_nodata(offline_session):
     prob = rng.uniform(0, 30, grid.shape)
     prob[:, 50:] = np.nan
     sr, pr = cloudmask.scene_images("X")
-    graph = json.loads(cloudmask.mask_codes(sr, pr, crs=grid.crs).serialize())
+    graph = json.loads(cloudmask.mask_codes(sr, pr, crs=grid).serialize())
     images = {f"{cloudmask.SR_COLLECTION}/X": {"B8": b8, "SCL": scl},
               f"{cloudmask.PROBABILITY_COLLECTION}/X": {"probability": prob}}
     props = {f"{cloudmask.SR_COLLECTION}/X": {"MEAN_SOLAR_AZIMUTH_ANGLE": 150.0}}
@@ -323,7 +323,7 @@ def test_whole_server_chain_equals_the_local_map_bit_for_bit(offline_session, sc
     spec = booster_to_ee_trees(booster, class_values=[10, 20, 30])
 
     image = gee_composite.scene_composite([gee_index(it) for it in items], method="median",
-                                          bands=BANDS4, cloud=cloud_params(cfg), crs=grid.crs)
+                                          bands=BANDS4, cloud=cloud_params(cfg), crs=grid)
     graph = classify.classification_graph(spec, image, available_bands=BANDS4)
     out = _evaluate_composite_graph(graph, client, items, grid)
     ee_map = np.nan_to_num(out["landcover"]).astype(np.uint8).ravel()
@@ -379,3 +379,24 @@ def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_sessi
                           blocks[..., 0][three & (blocks[..., 0] > 0)])
     with pytest.raises(Exception, match="whole multiple"):
         worldcover.fine_grid(Grid(grid.crs, (15.0, 0, 0, 0, -15.0, 0), (4, 4)))
+
+
+# ----------------------------------------------------------------------------- 4: grid origins
+
+
+def test_pinned_working_grids_are_anchored_at_the_grid_corner_on_both_sides(offline_session):
+    from lcgee import clouds
+    from lcgee.gee import cloudmask, offline
+
+    grid = Grid("EPSG:32652", (10.0, 0.0, 620030.0, 0.0, -10.0, 3725360.0), (40, 50))
+    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images("X"), crs=grid).serialize())
+    repro = [c for c in offline.invocations(graph) if c["functionName"] == "Image.reproject"]
+    assert len(repro) >= 2 and all("crsTransform" in c["arguments"] and "scale" not in
+                                   c["arguments"] for c in repro)
+    text = json.dumps(graph)
+    for scale in (100.0, 20.0):
+        assert json.dumps([scale, 0, 620030.0, 0, -scale, 3725360.0]) in text
+    # the local algorithm's 100 m cells start at the same corner (not at multiples of 100 m)
+    cols = clouds._coarse_offsets(10.0, 100.0, (620030.0, 3725360.0), (620030.0, 3725360.0))
+    assert cols == (0.0, 0.0)
+    assert clouds._coarse_offsets(10.0, 100.0, (620030.0, 3725360.0)) == (-3.0, -4.0)

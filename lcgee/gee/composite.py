@@ -141,11 +141,12 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
 
 def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
                     bands: Sequence[str] = S2_BANDS, cloud: dict[str, Any] | None = None,
-                    crs: str | None = None, dates: tuple[dt.date, dt.date] | None = None,
+                    crs: Any = None, dates: tuple[dt.date, dt.date] | None = None,
                     index_names: Sequence[str] = ()) -> Any:
     """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
     search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters
-    (:func:`lcgee.masks.cloud_params`); ``crs`` pins the mask's working grids."""
+    (:func:`lcgee.masks.cloud_params`); ``crs`` (a :class:`lcgee.grid.Grid`, or a CRS code
+    with ``cloud["anchor"]``) pins the mask's working grids."""
     ee = _ee()
     cloud = dict(cloud or {})
     _check(method, bands)
