@@ -130,12 +130,12 @@ if live_ready:
 # %%
 ee_pixels = None
 if live_ready:
-    try:
-        live.check_interactive(result["region"])
-    except EarthEngineError as exc:  # too large for one request: the export below has it all
+    try:  # one request, or tiles through the tiled downloader when larger
+        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy,
+                                      cache_dir=stage.folder(".cache", "ee-tiles"))
+    except EarthEngineError as exc:  # too large to fetch: the export below has it all
         print(exc)
     else:
-        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy)
         agreement = live.compare_maps(ee_pixels, result["local_map"])
         print(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
               f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without a "
