@@ -400,3 +400,25 @@ def test_pinned_working_grids_are_anchored_at_the_grid_corner_on_both_sides(offl
     cols = clouds._coarse_offsets(10.0, 100.0, (620030.0, 3725360.0), (620030.0, 3725360.0))
     assert cols == (0.0, 0.0)
     assert clouds._coarse_offsets(10.0, 100.0, (620030.0, 3725360.0)) == (-3.0, -4.0)
+
+
+# ----------------------------------------------------------------------------- 5: coarse reads
+
+
+def test_pyramid_reads_average_continuous_bands_and_sample_the_others(offline_session):
+    from lcgee.gee import offline
+
+    ee = pytest.importorskip("ee")
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (8, 8))
+    prob = np.arange(64, dtype=float).reshape(8, 8)
+    prob[0, 0] = np.nan  # masked: left out of its block's mean
+    scl = np.arange(64, dtype=float).reshape(8, 8) + 100
+    graph = json.loads(ee.Image("a").reproject(crs="EPSG:32633", scale=20).serialize())
+    near = offline.evaluate_graph(graph, images={"a": {"probability": prob, "SCL": scl}},
+                                  grid=grid)
+    pyr = offline.evaluate_graph(graph, images={"a": {"probability": prob, "SCL": scl}},
+                                 grid=grid, pyramid_bands=("probability",))
+    assert near["probability"][0, 2] == prob[1, 3]  # nearest: the pixel under the 20 m centre
+    assert pyr["probability"][0, 2] == pytest.approx(np.mean(prob[0:2, 2:4]))
+    assert pyr["probability"][0, 0] == pytest.approx(np.mean([1.0, 8.0, 9.0]))
+    assert pyr["SCL"][0, 2] == scl[0, 2]  # sampled: the block's top-left pixel

@@ -85,6 +85,7 @@ from lcgee.gee.offline_ops import (
     _unmask,
     _update_mask,
     _where,
+    pyramid_level,
     resample,
 )
 from lcgee.grid import Grid
@@ -205,6 +206,9 @@ def _load(ctx: _Context, asset_id: str) -> OfflineImage:
                         where="offline evaluator",
                         fix=f"pass images={{{asset_id!r}: {{band: array}}}}")
     if ctx.domain is not None and ctx.grid is not None:
+        if ctx.pyramids and ctx.grid.resolution > ctx.domain.resolution:
+            level, level_grid = pyramid_level(source, ctx.domain, ctx.grid, ctx.pyramids)
+            return _resample(level, level_grid, ctx.grid)
         return _resample(source, ctx.domain, ctx.grid)
     return source
 
@@ -311,7 +315,8 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
                    composite_id: str | None = None,
                    masked: bool = False, grid: Grid | None = None,
                    properties: Mapping[str, Mapping[str, Any]] | None = None,
-                   output_grid: Grid | None = None) -> dict[str, np.ndarray]:
+                   output_grid: Grid | None = None,
+                   pyramid_bands: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Evaluate a serialized graph; return ``{band: array}`` of its result image.
 
     ``composite`` (``{band: 2-D array}``, reflectance, NaN or numpy masks = masked pixels) is
@@ -323,6 +328,9 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
     ``grid`` is the grid of the source arrays (needed by graphs that reproject or ask for a
     projection); ``properties`` gives image properties by asset id (``Element.get``);
     ``output_grid`` (same CRS) is where the result is computed, default ``grid``.
+    ``pyramid_bands`` (an experiment, off by default): source bands read at a coarser scale
+    come from mean pyramid levels (:func:`lcgee.gee.offline_ops.pyramid_level`, the guide
+    "Scale"), the other bands from sampled levels, instead of nearest neighbour at 10 m.
     """
     if not isinstance(graph, Mapping) or "values" not in graph or "result" not in graph:
         raise DataError("not a serialized graph (needs 'values' and 'result')",
@@ -359,6 +367,7 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
         raise DataError("output_grid needs grid (the sources' grid)", where="evaluate_graph",
                         fix="pass grid=")
     ctx = _Context(shape=target.shape if target is not None else shape, sources=sources,
+                   pyramids=frozenset(pyramid_bands),
                    domain=grid, grid=target)
     result = _evaluate({"valueReference": graph["result"]}, graph["values"], ctx, _functions(ctx))
     if not isinstance(result, OfflineImage):

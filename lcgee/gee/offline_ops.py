@@ -68,6 +68,7 @@ class _Context:
     cache: dict[Any, Any] = field(default_factory=dict)
     domain: Grid | None = None  # grid of the sources
     grid: Grid | None = None  # grid the node being evaluated is asked for
+    pyramids: frozenset[str] = frozenset()  # bands read from mean pyramid levels when coarser
 
 
 @dataclass
@@ -630,3 +631,38 @@ def _filter(collection: _Collection, flt: Any) -> _Collection:
         if flt.dates.start_ms <= float(when) < flt.dates.end_ms:
             kept.append(img)
     return _Collection(kept)
+
+
+def pyramid_level(image: OfflineImage, src: Grid, dst: Grid, bands: frozenset[str]
+                  ) -> tuple[OfflineImage, Grid]:
+    """The pyramid level Earth Engine's guide "Scale" says a coarser read uses: the level "with
+    the closest scale less than or equal to the scale specified" (levels: 2x2 block means of the
+    level below, mask-weighted, aligned to ``src``'s corner). ``bands`` are averaged; the
+    others take the top-left pixel of each block ("sample"). Returns the level and its grid
+    (``src`` itself when ``dst`` is not coarser)."""
+    factor = 1
+    while 2 * factor * src.resolution <= dst.resolution + _GRID_EPS:
+        factor *= 2
+    if factor == 1:
+        return image, src
+    a, _, c, _, e, f = src.transform
+    h, w = -(-src.height // factor), -(-src.width // factor)
+    level = Grid(src.crs, (a * factor, 0.0, c, 0.0, e * factor, f), (h, w))
+    data, masks = [], []
+    for name, d, m in zip(image.names, image.data, image.masks, strict=True):
+        pad = ((0, h * factor - d.shape[0]), (0, w * factor - d.shape[1]))
+        dd = np.pad(np.where(m, d, 0.0), pad).reshape(h, factor, w, factor)
+        mm = np.pad(m, pad).reshape(h, factor, w, factor)
+        if name in bands:
+            n = mm.sum(axis=(1, 3))
+            with np.errstate(all="ignore"):
+                data.append(np.where(n > 0, dd.sum(axis=(1, 3)) / np.maximum(n, 1), 0.0))
+            masks.append(n > 0)
+        else:
+            data.append(dd[:, 0, :, 0])
+            masks.append(mm[:, 0, :, 0])
+    footprint = None if image.footprint is None else np.pad(
+        image.footprint, ((0, h * factor - src.height), (0, w * factor - src.width))
+    ).reshape(h, factor, w, factor).any(axis=(1, 3))
+    return OfflineImage(list(image.names), data, masks, dict(image.properties), footprint), level
+
