@@ -422,3 +422,38 @@ def test_pyramid_reads_average_continuous_bands_and_sample_the_others(offline_se
     assert pyr["probability"][0, 2] == pytest.approx(np.mean(prob[0:2, 2:4]))
     assert pyr["probability"][0, 0] == pytest.approx(np.mean([1.0, 8.0, 9.0]))
     assert pyr["SCL"][0, 2] == scl[0, 2]  # sampled: the block's top-left pixel
+
+
+def test_dry_run_chain_graph_equals_the_local_chain_on_synthetic_scenes(offline_session):
+    import xarray as xr
+
+    from lcgee import composite, indices
+    from lcgee.gee import chain, offline, reader
+    from lcgee.gee.trees import EEClassifierSpec
+
+    rng = np.random.default_rng(5)
+    bands = ["B04", "B08"]
+    n, shape = 4, (12, 10)
+    dn = rng.integers(1, 6000, (n, 2, *shape)).astype(np.float64)
+    dn[:, :, 0, 0] = 0  # both bands 0 reflectance-wise -> NDVI 0/0: local NaN, unclassified
+    codes = rng.choice([0, 0, 0, 1, 2], (n, *shape)).astype(np.uint8)
+    refl = (dn.astype(np.float32) / np.float32(10000)).astype(np.float32)
+    masked = np.where((codes == 0)[:, None], refl, np.float32(np.nan))
+    stack = xr.DataArray(masked, dims=("time", "band", "y", "x"),
+                         coords={"band": bands, "time": np.arange(n)})
+    feats = indices.compute_indices(composite.composite(stack, "median")["composite"], ["NDVI"])
+    tree = "1) root 1 0 0\n2) NDVI <= 0.1 1 0 -1.0 *\n3) NDVI > 0.1 1 0 1.0 *"
+    other = "1) root 1 0 0\n2) B04 <= 0.3 1 0 0.5 *\n3) B04 > 0.3 1 0 -0.5 *"
+    spec = EEClassifierSpec(["B04", "B08", "NDVI"], [10, 20], trees=[[tree], [other]])
+    X = feats.values.reshape(3, -1).T.astype(np.float64)
+    ok = np.all(np.isfinite(X), axis=1)
+    local = np.zeros(X.shape[0], np.uint8)
+    local[ok] = reader.classify(spec, X[ok])
+    graph = chain.chain_graph(spec, n, method="median", bands=bands, index_names=["NDVI"])
+    images = {}
+    for i in range(n):
+        images[chain._SCENE.format(i)] = {"B4": dn[i, 0], "B8": dn[i, 1]}
+        images[chain._MASK.format(i)] = {"cloud_mask": codes[i].astype(np.float64)}
+    out = offline.evaluate_graph(graph, images=images)
+    ee_map = np.nan_to_num(out["landcover"]).astype(np.uint8).ravel()
+    assert not ok.all() and np.array_equal(ee_map, local)
