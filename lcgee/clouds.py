@@ -14,13 +14,16 @@ Sources:
 How the tutorial's Earth Engine steps are emulated (one scene, grid north-up, rows south):
 
 * Earth Engine evaluates the shadow projection at 100 m and the morphology at 20 m because the
-  tutorial calls ``reproject(crs, scale=...)``. Those grids are aligned to the CRS origin
-  (pixel edges at multiples of the scale) when ``origin`` is known, else to the array's
-  top-left corner. Moving to a coarser grid takes the input pixel under each coarse pixel
+  tutorial calls ``reproject(crs, scale=...)``. Those grids have pixel edges at
+  ``anchor + k * scale``: :func:`local_masks` anchors them at the corner of the grid the
+  masks are computed on, as the Earth Engine graph does with an explicit ``crsTransform``
+  (:mod:`lcgee.gee.cloudmask`); the tutorial anchors them at the scene's own origin.
+  Moving to a coarser grid takes the input pixel under each coarse pixel
   centre (nearest neighbour, Earth Engine's default resampling; a centre falling exactly on a
   pixel edge takes the pixel to the east/south); moving back takes the coarse pixel under each
   input pixel centre. Earth Engine may instead read an asset's mean pyramid when asked for a
-  coarse scale; that difference is not emulated.
+  coarse scale; that difference is not emulated (UNCONFIRMED, see
+  docs/earth-engine-semantics.md).
 * ``directionalDistanceTransform(90 - azimuth, CLD_PRJ_DIST * 10)`` at 100 m: the angle is
   counter-clockwise from east, so it points towards the sun. A 100 m pixel is "projected cloud"
   when a cloud pixel lies at one of the offsets ``round(k * (cos a, sin a))``,
@@ -112,9 +115,9 @@ class _Sampler:
     """Nearest-neighbour moves between a fine grid and a coarser grid (``scale`` metres)."""
 
     def __init__(self, shape: tuple[int, int], resolution: float, scale: float,
-                 origin: Origin | None) -> None:
+                 origin: Origin | None, anchor: Origin | None = None) -> None:
         factor = scale / resolution
-        col_off, row_off = _coarse_offsets(resolution, scale, origin)
+        col_off, row_off = _coarse_offsets(resolution, scale, origin, anchor)
         self.rows, self.row_ok, self.back_rows = _axis_maps(shape[0], row_off, factor)
         self.cols, self.col_ok, self.back_cols = _axis_maps(shape[1], col_off, factor)
 
@@ -130,13 +133,17 @@ class _Sampler:
         return coarse[np.ix_(self.back_rows, self.back_cols)]
 
 
-def _coarse_offsets(resolution: float, scale: float, origin: Origin | None) -> tuple[float, float]:
-    """Coarse grid's top-left corner in fine pixels east and south of the image corner (<= 0)."""
+def _coarse_offsets(resolution: float, scale: float, origin: Origin | None,
+                    anchor: Origin | None = None) -> tuple[float, float]:
+    """Coarse grid's top-left corner in fine pixels east and south of the image corner (<= 0).
+
+    The coarse cells have edges at ``anchor + k * scale`` (``anchor`` None: the CRS origin)."""
     if origin is None:
         return 0.0, 0.0
     left, top = origin
-    coarse_left = math.floor(left / scale + _EPS) * scale
-    coarse_top = math.ceil(top / scale - _EPS) * scale
+    ax, ay = anchor if anchor is not None else (0.0, 0.0)
+    coarse_left = ax + math.floor((left - ax) / scale + _EPS) * scale
+    coarse_top = ay + math.ceil((top - ay) / scale - _EPS) * scale
     return round((coarse_left - left) / resolution, 6), round((top - coarse_top) / resolution, 6)
 
 
@@ -198,9 +205,10 @@ def _or_shifted(target: np.ndarray, source: np.ndarray, drow: int, dcol: int) ->
 
 
 def _project_clouds(clouds: np.ndarray, sun_azimuth: float, cld_prj_dist: float,
-                    resolution: float, origin: Origin | None) -> np.ndarray:
+                    resolution: float, origin: Origin | None,
+                    anchor: Origin | None = None) -> np.ndarray:
     """Pixels with a cloud within ``cld_prj_dist`` km towards the sun, evaluated at 100 m."""
-    sampler = _Sampler(clouds.shape, resolution, PROJECTION_SCALE, origin)
+    sampler = _Sampler(clouds.shape, resolution, PROJECTION_SCALE, origin, anchor)
     coarse = sampler.down(clouds, outside=False)
     steps = round(cld_prj_dist * 1000.0 / PROJECTION_SCALE)
     projected = np.zeros_like(coarse)
@@ -224,6 +232,7 @@ def s2cloudless_mask(
     exact_buffer: bool = False,
     cloud_filter: float | None = None,
     origin: Origin | None = None,
+    anchor: Origin | None = None,
 ) -> np.ndarray:
     """The tutorial's cloud + shadow mask of one scene, split into CLOUD and SHADOW codes.
 
@@ -242,9 +251,13 @@ def s2cloudless_mask(
             (~2 x BUFFER m); True uses ``BUFFER / 20`` pixels (BUFFER m).
         cloud_filter: CLOUD_FILTER; used for scene selection, accepted (and ignored) here so
             the presets :data:`TUTORIAL` / :data:`AGGRESSIVE` can be passed with ``**``.
-        origin: ``(left, top)`` CRS coordinates of the image's top-left corner; aligns the
-            100 m and 20 m working grids to the CRS origin as Earth Engine does. None aligns
+        origin: ``(left, top)`` CRS coordinates of the image's top-left corner; with it the
+            100 m and 20 m working grids have edges at ``anchor + k * scale``. None aligns
             them to the image corner.
+        anchor: ``(x, y)`` the working grids are anchored at: the corner of the grid the
+            masks are computed on (what :func:`lcgee.gee.cloudmask.mask_codes` pins with an
+            explicit ``crsTransform``); None: the CRS origin (Earth Engine's
+            ``reproject(crs, scale)`` of a projection without transform).
 
     Returns:
         ``uint8`` codes: CLOUD = ``dilate(erode(clouds))`` except raw shadow pixels, SHADOW =
@@ -259,8 +272,9 @@ def s2cloudless_mask(
     dark = (nir < nir_drk_thresh) & ~nodata
     if scl is not None:
         dark &= scl != _SCL_WATER
-    shadows = _project_clouds(clouds, sun_azimuth, cld_prj_dist, resolution, origin) & dark
-    sampler = _Sampler(clouds.shape, resolution, MORPHOLOGY_SCALE, origin)
+    shadows = _project_clouds(clouds, sun_azimuth, cld_prj_dist, resolution, origin,
+                              anchor) & dark
+    sampler = _Sampler(clouds.shape, resolution, MORPHOLOGY_SCALE, origin, anchor)
     ignore = sampler.down(nodata, outside=True)
     radius = dilation_radius(buffer, exact_buffer=exact_buffer)
     cloud_final = _open_and_buffer(sampler.down(clouds, outside=False), ignore, radius)
@@ -352,8 +366,9 @@ def local_masks(
     Each scene is one task: the inputs are rechunked to ``time=1`` and whole ``y``/``x``
     (the projection and morphology need neighbours up to ``cld_prj_dist`` + 2 x ``buffer``
     away), so memory is bounded by one scene, not by the length of the series. The working
-    grids are aligned to the CRS origin when ``x``/``y`` coordinates are pixel centres spaced
-    by ``resolution``; otherwise to the image corner. ``params`` are the keyword arguments of
+    grids are anchored at the arrays' top-left corner (``anchor``; pass ``anchor=`` to
+    choose another, e.g. ``None`` for the CRS origin) when ``x``/``y`` coordinates are pixel
+    centres spaced by ``resolution``; otherwise to the image corner. ``params`` are the keyword arguments of
     :func:`s2cloudless_mask` (e.g. ``**AGGRESSIVE``).
     """
     arrays = [_as_series(a, name) for a, name in ((probability, "probability"), (nir, "nir"),
@@ -366,6 +381,7 @@ def local_masks(
                         fix="load them on one Grid and select the same scenes, in order") from exc
     azimuth = _azimuth_series(sun_azimuth, arrays[1])
     origin = _origin(arrays[1], resolution)
+    params = {"anchor": origin, **params}  # working grids anchored at the arrays' corner
     if tile is not None and origin is not None and any(a.chunks is not None for a in arrays):
         mask = _tiled_masks(arrays, azimuth, tile=tile, origin=origin, resolution=resolution,
                             has_scl=scl is not None, params=params)

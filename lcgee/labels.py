@@ -1,7 +1,8 @@
 """Land-cover labels: the ESA WorldCover class table, and WorldCover brought onto the grid.
 
 WorldCover comes from Planetary Computer's ``esa-worldcover`` collection (asset ``map``),
-from the demo world's copy of it, or (later) from Earth Engine's ``ESA/WorldCover/v200``.
+from the demo world's copy of it, or from Earth Engine's ``ESA/WorldCover/v200``
+(:mod:`lcgee.gee.worldcover`, through the tiled downloader).
 It is resampled onto the run's grid by nearest neighbour, or by mode when the grid is coarser
 than WorldCover's 10 m. Labels from an existing map are noisy (WorldCover is ~75 % accurate):
 evaluation keeps that in mind.
@@ -53,12 +54,23 @@ def class_names(codes: Any) -> list[str]:
 
 
 def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str = "v200",
-                    collection: str = "esa-worldcover", chunk: int = 1024) -> xr.DataArray:
-    """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data), lazily."""
+                    collection: str = "esa-worldcover", chunk: int = 1024,
+                    earth_engine: Mapping[str, Any] | None = None) -> xr.DataArray:
+    """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data), lazily.
+
+    ``source: earth-engine`` reads ``ESA/WorldCover/v200`` through the tiled downloader
+    (:func:`lcgee.gee.worldcover.download_worldcover`; mode when coarsening), with
+    ``earth_engine`` options (``cache_dir``, ``connection`` / ``compute``, ``workers``,
+    ``retries``, e.g. from :func:`lcgee.gee.emulator.earth_engine_options`).
+    """
     if source == "earth-engine":
-        raise EarthEngineError("WorldCover from Earth Engine is not available in this version",
-                               where="labels.source",
-                               fix="use labels.source: planetary-computer (or demo)")
+        if version != "v200":
+            raise EarthEngineError(f"WorldCover {version} is not read from Earth Engine",
+                                   where="labels.version", fix="use labels.version: v200")
+        from lcgee.gee.worldcover import download_worldcover
+
+        codes = download_worldcover(grid, **dict(earth_engine or {}))
+        return xr.DataArray(codes, dims=("y", "x"), coords=grid.coords(), name="worldcover")
     from lcgee.errors import StacError
 
     want = WORLDCOVER_VERSIONS[version]

@@ -240,7 +240,8 @@ class TrainParams(_Section):
 class EEParams(_Section):
     project: str | None = Field(None, description="Google Cloud project for Earth Engine")
     output_mode: Literal["RAW_REGRESSION", "REGRESSION"] = Field(
-        "RAW_REGRESSION", description="decisionTreeEnsemble output mode")
+        "RAW_REGRESSION", description="decisionTreeEnsemble output mode; REGRESSION (mean x "
+        "tree count) is an UNDOCUMENTED fallback: Earth Engine does not say how it combines trees")
     export_to: Literal["asset", "drive", "cloud-storage"] = Field("asset")
     export_path: str | None = Field(None, description="asset id, Drive folder or gs:// prefix")
     max_pixels: float = Field(1e10, gt=0)

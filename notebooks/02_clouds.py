@@ -85,7 +85,11 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
 # ## Three sources side by side
 # Sen2Cor's SCL, the tutorial's algorithm run here on the probability layer, and the same
 # algorithm computed by Earth Engine and downloaded onto the grid (clouds yellow, shadows
-# magenta). The last two should agree pixel for pixel; SCL misses thin clouds and most shadows.
+# magenta). Without credentials the Earth Engine column comes from the offline stand-in, which
+# evaluates the graph under lcgee's reading of Earth Engine's documentation: there the last two
+# agree pixel for pixel by construction. On the live service they may differ near cloud and
+# shadow edges (Earth Engine can read the 20 m / 100 m steps from mean pyramid levels; see
+# docs/earth-engine-semantics.md). SCL misses thin clouds and most shadows.
 
 # %%
 pick = list(show[:: max(1, len(show) // 3)][:3])

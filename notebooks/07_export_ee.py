@@ -13,9 +13,13 @@
 # The LightGBM trees become Earth Engine decision-tree strings (full double precision, one
 # `decisionTreeEnsemble` per class in RAW_REGRESSION mode, summed, argmax, mapped to
 # WorldCover codes). Before any quota is spent, a **dry run**: the request is serialized with
-# the real earthengine-api (initialised offline) and evaluated offline on this run's composite;
-# it must reproduce the local map pixel for pixel. With credentials and `ee.project` set,
-# the same graph runs for real and export tasks can be started.
+# the real earthengine-api (initialised offline) and evaluated offline, on this run's composite
+# and, for median / monthly runs, as the whole server chain from the scenes' digital numbers
+# (masks as in this run). The offline evaluator implements lcgee's reading of Earth Engine's
+# documented semantics (docs/earth-engine-semantics.md lists each operation and what stays
+# UNCONFIRMED); agreement here is agreement with that reading, not with the live service.
+# With credentials and `ee.project` set, the same graph runs for real and export tasks can be
+# started.
 
 # %% tags=["parameters"]
 params_file = "../params/demo.yaml"  # the run params; the runner passes the resolved copy
@@ -24,11 +28,15 @@ stac_url = None  # STAC API to search; None means stac.url from the params (demo
 
 # %%
 import lcgee
+from lcgee import search
 from lcgee.gee import verify
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 p = stage.params
-result = verify.dry_run(stage.run_dir)
+# with the STAC client the dry run also evaluates the whole server chain from the scenes'
+# digital numbers (median / monthly runs) and counts its label flips
+result = verify.dry_run(stage.run_dir, client=search.open_client(stage.stac_url,
+                                                                 sign=p.stac.sign))
 spec = result["spec"]
 per_class = {c: len(t) for c, t in zip(spec.class_values, spec.trees)}
 print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings -> "
@@ -122,12 +130,12 @@ if live_ready:
 # %%
 ee_pixels = None
 if live_ready:
-    try:
-        live.check_interactive(result["region"])
-    except EarthEngineError as exc:  # too large for one request: the export below has it all
+    try:  # one request, or tiles through the tiled downloader when larger
+        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy,
+                                      cache_dir=stage.folder(".cache", "ee-tiles"))
+    except EarthEngineError as exc:  # too large to fetch: the export below has it all
         print(exc)
     else:
-        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy)
         agreement = live.compare_maps(ee_pixels, result["local_map"])
         print(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
               f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without a "

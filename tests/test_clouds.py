@@ -291,7 +291,8 @@ def test_local_masks_dask_equals_numpy():
     for t, az in enumerate(azimuths):
         expected = clouds.s2cloudless_mask(prob.values[t], nir.values[t], scl.values[t],
                                            sun_azimuth=az, resolution=RES,
-                                           origin=(500030.0, 4000000.0), **AGGRESSIVE)
+                                           origin=(500030.0, 4000000.0),
+                                           anchor=(500030.0, 4000000.0), **AGGRESSIVE)
         np.testing.assert_array_equal(result.values[t], expected)
     eager = clouds.local_masks(prob, nir, None, sun_azimuth=azimuths, resolution=RES)
     assert eager.chunks is None and eager.shape == prob.shape

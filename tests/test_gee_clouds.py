@@ -57,12 +57,13 @@ def _local(scenes, t, grid, params, window=None):
     return clouds.s2cloudless_mask(
         scenes["prob"][t][cut], scenes["nir"][t][cut], scenes["scl"][t][cut],
         sun_azimuth=float(scenes["azimuth"][t]), resolution=grid.resolution,
-        origin=(grid.transform[2], grid.transform[5]), **params)
+        origin=(grid.transform[2], grid.transform[5]),
+        anchor=(grid.transform[2], grid.transform[5]), **params)
 
 
 def _offline(scenes, t, grid, params, window=None, azimuth=None):
     idx, images, props = _sources(scenes, t, window, azimuth)
-    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid.crs, **params)
+    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid, **params)
     graph = json.loads(image.serialize())
     return offline.evaluate_graph(graph, images=images, properties=props,
                                   grid=grid)[cloudmask.MASK_BAND]
@@ -183,7 +184,7 @@ def test_emulator_answers_tiles_of_the_whole_mask(scenes):
     ee_stub = emulator.demo_earth_engine(scenes["client"], scenes["items"], grid)
     t = 1
     idx = gee_index(scenes["items"][t])
-    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid.crs,
+    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid,
                                  **dict(clouds.TUTORIAL))
     local = _local(scenes, t, grid, dict(clouds.TUTORIAL))
     tile = grid.window(100, 40, 90, 130)
@@ -241,7 +242,7 @@ def test_offline_evaluator_refuses_what_it_cannot_evaluate(scenes):
 
     grid = scenes["grid"]
     idx, images, props = _sources(scenes, 0)
-    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid.crs,
+    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid,
                                             **dict(clouds.TUTORIAL)).serialize())
     with pytest.raises(DataError, match="grid="):  # reprojecting needs the sources' grid
         offline.evaluate_graph(graph, images=images, properties=props)

@@ -40,7 +40,7 @@ def test_scene_composite_equals_local_median(setup):
     local = composite.composite(masked, "median")["composite"].values
 
     image = gee_composite.scene_composite([gee_index(it) for it in items], method="median",
-                                          bands=BANDS, cloud=masks.cloud_params(cfg), crs=grid.crs)
+                                          bands=BANDS, cloud=masks.cloud_params(cfg), crs=grid)
     graph = json.loads(image.serialize())
     loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS)
     ids = sorted(offline.loaded_ids(graph))

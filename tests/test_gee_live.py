@@ -61,8 +61,9 @@ def spec() -> EEClassifierSpec:
 
 
 def test_check_interactive_passes_a_small_grid():
-    assert live.check_interactive(GRID) == 20_000
-    assert live.check_interactive(GRID, n_bands=3, bytes_per_pixel=4) == 240_000
+    # one mask byte per pixel on top of the value bytes (as the tiled downloader counts)
+    assert live.check_interactive(GRID) == 40_000
+    assert live.check_interactive(GRID, n_bands=3, bytes_per_pixel=4) == 300_000
 
 
 def test_check_interactive_too_large_points_to_the_export_task():
@@ -70,7 +71,7 @@ def test_check_interactive_too_large_points_to_the_export_task():
     with pytest.raises(EarthEngineError) as info:
         live.check_interactive(big)
     text = str(info.value)
-    assert "100,000,000 pixels" in text and "95.4 MB" in text and "10000 x 10000 px" in text
+    assert "100,000,000 pixels" in text and "190.7 MB" in text and "10000 x 10000 px" in text
     assert "ee.start_export: true" in text and "lcgee.gee.classify.export_task" in text
     # within 48 MB but one side over 32,768 px
     strip = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (2, 40_000))
@@ -87,7 +88,7 @@ def test_fetch_pixels_refuses_before_sending(offline_session, monkeypatch):
         raise AssertionError("computePixels must not be called")
 
     monkeypatch.setattr(ee.data, "computePixels", no_call)
-    big = Grid(GRID.crs, GRID.transform, (8000, 8000))
+    big = Grid(GRID.crs, GRID.transform, (20_000, 20_000))  # over FETCH_MAX_PIXELS
     with pytest.raises(EarthEngineError, match="export"):
         live.fetch_pixels(classify.placeholder_composite(), big, band="B04")
 

@@ -209,13 +209,17 @@ def test_offline_evaluator_lists_unknown_functions(offline_session):
     assert "Image.sqrt" in str(info.value)
 
 
-def test_ee_divide_by_zero_gives_zero(offline_session):
+def test_ee_divide_by_zero_is_masked_like_the_local_nan(offline_session):
     comp = _composite(0)
-    comp["B08"] = np.zeros_like(comp["B08"])
-    comp["B04"] = np.zeros_like(comp["B04"])
+    comp["B08"][:8] = 0
+    comp["B04"][:8] = 0
     img = classify.feature_image(classify.placeholder_composite(), ["NDVI"])
     out = offline.evaluate_graph(json.loads(img.serialize()), comp)
-    assert np.all(out["NDVI"] == 0)
+    assert np.all(np.isnan(out["NDVI"][:8])) and np.all(np.isfinite(out["NDVI"][8:]))
+    # Earth Engine's own divide gives 0 there (API reference), which the evaluator models
+    raw = classify.placeholder_composite().select(["B08"]).divide(
+        classify.placeholder_composite().select(["B04"]))
+    assert np.all(offline.evaluate_graph(json.loads(raw.serialize()), comp)["B08"][:8] == 0)
 
 
 # ----------------------------------------------------------------------------- routing, export

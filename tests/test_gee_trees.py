@@ -27,7 +27,7 @@ NAMES = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
 WORLDCOVER = [10, 20, 30, 40, 50, 60, 80, 90]
 N_TEST = 20_000
 #: The exact line format lcgee writes (no indentation, no spaces around the operator).
-LINE_RE = re.compile(r"^(\d+)\) (root|[A-Za-z_][A-Za-z0-9_]*(<=|>)(-?\d+\.\d+)) 1 0 "
+LINE_RE = re.compile(r"^(\d+)\) (root|[A-Za-z_][A-Za-z0-9_]* (<=|>) (-?\d+\.\d+)) 1 0 "
                      r"(0|-?\d+\.\d+)( \*)?$")
 
 
@@ -95,7 +95,7 @@ def round6(tree: str) -> str:
     """What a 6-decimal writer (geemap) would produce: thresholds and leaf values rounded."""
     out = []
     for line in tree.split("\n"):
-        line = re.sub(r"(<=|>)(-?[\d.]+)", lambda m: f"{m[1]}{float(m[2]):.6f}", line)
+        line = re.sub(r"(<=|>) (-?[\d.]+)", lambda m: f"{m[1]} {float(m[2]):.6f}", line)
         if line.endswith(" *"):
             head, value = line[:-2].rsplit(" ", 1)
             line = f"{head} {float(value):.6f} *"
@@ -231,12 +231,12 @@ def test_unbalanced_trees_are_numbered_and_evaluated_correctly():
     tree = split(0, 0.5, leaf(-1.0), split(1, 0.25, split(2, 0.75, leaf(2.0), leaf(3.0)), leaf(4.0)))
     assert tree_to_string(tree, ["f0", "f1", "f2"]).split("\n") == [
         "1) root 1 0 0",
-        "2) f0<=0.5 1 0 -1.0 *",
-        "3) f0>0.5 1 0 0",
-        "6) f1<=0.25 1 0 0",
-        "12) f2<=0.75 1 0 2.0 *",
-        "13) f2>0.75 1 0 3.0 *",
-        "7) f1>0.25 1 0 4.0 *",
+        "2) f0 <= 0.5 1 0 -1.0 *",
+        "3) f0 > 0.5 1 0 0",
+        "6) f1 <= 0.25 1 0 0",
+        "12) f2 <= 0.75 1 0 2.0 *",
+        "13) f2 > 0.75 1 0 3.0 *",
+        "7) f1 > 0.25 1 0 4.0 *",
     ]
     rng = np.random.default_rng(3)
     structures = [random_tree(rng, 0, 12) for _ in range(40)]
@@ -254,7 +254,7 @@ def test_depth_limit():
         with pytest.raises(ModelError, match="max_depth <= 30"):
             dump_to_ee_trees(make_dump([chain(31, right), leaf(0.0)]))
     ok = dump_to_ee_trees(make_dump([chain(30, True), leaf(0.0)]))
-    assert "2147483647) f0>1.0 1 0 1.0 *" in ok.trees[0][0]
+    assert "2147483647) f0 > 1.0 1 0 1.0 *" in ok.trees[0][0]
 
 
 def test_thresholds_near_zero_follow_lightgbm_reading_tiny_values_as_zero():
@@ -271,7 +271,7 @@ def test_thresholds_near_zero_follow_lightgbm_reading_tiny_values_as_zero():
 
 def test_stumps_become_a_dummy_split():
     assert tree_to_string(leaf(0.25), ["f0", "f1"]) == (
-        "1) root 1 0 0\n2) f0<=0.0 1 0 0.25 *\n3) f0>0.0 1 0 0.25 *")
+        "1) root 1 0 0\n2) f0 <= 0.0 1 0 0.25 *\n3) f0 > 0.0 1 0 0.25 *")
     X, y = synthetic(3000, 3, seed=4)
     booster = lgb.train(dict(objective="multiclass", num_class=3, min_data_in_leaf=10_000,
                              use_missing=False, verbose=-1, num_threads=1),

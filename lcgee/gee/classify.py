@@ -18,9 +18,9 @@ The pieces, each a plain function over ``ee`` objects (they work in the offline 
   asset (:func:`trees_feature_collection`, :func:`classifier_from_table`).
 * :func:`export_task` builds (never starts) ``Export.image.toAsset/toDrive/toCloudStorage``.
 
-Differences from the local pipeline worth knowing: Earth Engine's ``Image.divide`` returns 0 for
-division by 0 where :class:`lcgee.indices.ArrayOps` gives NaN, and arithmetic with constants is
-done in double precision while local indices are stored as float32 (differences ~1e-7).
+Parity with the local pipeline by design (:class:`EEOps`): every index operation is cast to
+float32 as the local numpy float32 arithmetic rounds it, constants are float32, and division by
+0 (Earth Engine: 0, locally NaN) is masked on the server, so both leave the pixel unclassified.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from lcgee import indices as _indices
 from lcgee.errors import ModelError, ParamsError
@@ -52,9 +54,14 @@ __all__ = [
     "placeholder_composite",
     "PLACEHOLDER_ID",
     "payload_route",
+    "TREE_NEWLINE",
+    "REGRESSION_WARNING",
+    "tree_feature",
     "trees_feature_collection",
     "classifier_from_table",
     "export_task",
+    "CLASS_PYRAMIDING",
+    "PYRAMIDING_POLICIES",
 ]
 
 #: Planetary Computer (lcgee) Sentinel-2 band name -> Earth Engine ``S2_SR_HARMONIZED`` name.
@@ -70,8 +77,20 @@ S2_BANDS: tuple[str, ...] = tuple(PC_TO_EE_BANDS)
 REQUEST_LIMIT_BYTES = 10_000_000
 #: Share of the request limit the trees may use when sent inline.
 INLINE_FRACTION = 0.8
+#: Why the REGRESSION output mode is only a fallback.
+REGRESSION_WARNING = (
+    "ee.output_mode REGRESSION assumes Earth Engine averages the trees of an ensemble, which "
+    "its reference does not document (UNCONFIRMED); RAW_REGRESSION (per-tree outputs, summed "
+    "by lcgee) is the documented route")
+#: Stands for a line break inside tree strings stored in a table asset (as geemap encodes them).
+TREE_NEWLINE = "#"
 #: Name of the classified band.
 OUTPUT_BAND = "landcover"
+#: ``Export.image.toAsset`` pyramiding policy of class maps (``ee/batch.py``: the default,
+#: "mean", would average class codes in the overviews).
+CLASS_PYRAMIDING: dict[str, str] = {".default": "mode"}
+#: Values ``ee/batch.py`` documents for ``pyramidingPolicy``.
+PYRAMIDING_POLICIES = ("mean", "sample", "min", "max", "mode")
 #: Asset id of the placeholder composite used for dry runs and offline evaluation.
 PLACEHOLDER_ID = "lcgee/placeholder/composite"
 
@@ -86,30 +105,42 @@ def _ee() -> Any:
 
 
 class EEOps:
-    """:class:`lcgee.indices.ExprOps` over ``ee.Image`` (constants become ``Image.constant``)."""
+    """:class:`lcgee.indices.ExprOps` over ``ee.Image`` computing what the local float32
+    pipeline computes, bit for bit by design.
+
+    Every result is cast with ``toFloat`` ("Casts the input value to a 32-bit float"): the
+    local indices are numpy float32 operations, each rounded to float32, and a correctly
+    rounded double result of one ``+ - * /`` rounded again to float32 is the float32 result.
+    Constants are the float32 values numpy uses (``float(np.float32(v))``). ``divide`` returns
+    0 for division by 0 on the server (API reference) where the local pipeline gives NaN,
+    so :meth:`div` masks those pixels: both sides then leave the pixel unclassified.
+    """
 
     def _img(self, value: Any) -> Any:
         ee = _ee()
-        return value if isinstance(value, ee.Image) else ee.Image.constant(value)
+        if isinstance(value, ee.Image):
+            return value
+        return ee.Image.constant(float(np.float32(value)))
 
     def add(self, a: Any, b: Any) -> Any:
-        return self._img(a).add(self._img(b))
+        return self._img(a).add(self._img(b)).toFloat()
 
     def sub(self, a: Any, b: Any) -> Any:
-        return self._img(a).subtract(self._img(b))
+        return self._img(a).subtract(self._img(b)).toFloat()
 
     def mul(self, a: Any, b: Any) -> Any:
-        return self._img(a).multiply(self._img(b))
+        return self._img(a).multiply(self._img(b)).toFloat()
 
     def div(self, a: Any, b: Any) -> Any:
-        """``a / b``; Earth Engine gives 0 where ``b == 0`` (locally: NaN)."""
-        return self._img(a).divide(self._img(b))
+        """``a / b``, masked where ``b == 0`` (Earth Engine's 0 there; locally NaN)."""
+        den = self._img(b)
+        return self._img(a).divide(den).updateMask(den.neq(0)).toFloat()
 
     def neg(self, a: Any) -> Any:
-        return self._img(a).multiply(-1)
+        return self._img(a).multiply(-1).toFloat()
 
     def const(self, value: float) -> Any:
-        return _ee().Image.constant(float(value))
+        return _ee().Image.constant(float(np.float32(value)))
 
 
 def harmonized_to_reflectance(image: Any, bands: Sequence[str] | None = None) -> Any:
@@ -122,7 +153,8 @@ def harmonized_to_reflectance(image: Any, bands: Sequence[str] | None = None) ->
     if unknown:
         raise ParamsError(f"bands {unknown} are not Sentinel-2 bands", where="bands",
                           fix=f"choose from {', '.join(S2_BANDS)}")
-    return image.select([PC_TO_EE_BANDS[b] for b in names], names).divide(10000)
+    return image.select([PC_TO_EE_BANDS[b] for b in names], names).toFloat().divide(10000) \
+        .toFloat()
 
 
 def feature_image(composite_image: Any, feature_names: Sequence[str], *,
@@ -162,7 +194,7 @@ def feature_image(composite_image: Any, feature_names: Sequence[str], *,
     source = list(dict.fromkeys(needed))
     bands = {b: composite_image.select([b]) for b in source}
     ops = EEOps()
-    layers = [composite_image.select(source)] if source else []
+    layers = [composite_image.select(source).toFloat()] if source else []
     for index in wanted_indices:
         layers.append(ops._img(_indices.evaluate(index, bands, ops=ops)).rename([index.name]))
     return ee.Image.cat(layers).select(names)
@@ -192,14 +224,23 @@ def classifier_for_class(trees_of_one_class: Sequence[str] | Any, output_mode: s
 def class_score(features_image: Any, classifier: Any, n_trees: int, mode: str, name: str) -> Any:
     """One class's raw score as a scalar band ``name``.
 
-    ``RAW_REGRESSION``: the per-tree array summed over axis 0, then element 0.
-    ``REGRESSION``: the mean over trees times ``n_trees``.
+    ``RAW_REGRESSION``: the per-tree array summed over axis 0, then element 0 (the reference
+    for ``Classifier.setOutputMode``: "an array of the internal representation of the
+    regression process. For example, the raw predictions of multiple regression trees").
+    ``REGRESSION``: the mean over trees times ``n_trees`` -- a fallback whose premise is NOT
+    documented (the reference only says "the result of standard regression"); it warns
+    (:data:`REGRESSION_WARNING`).
     """
     ee = _ee()
     out = features_image.classify(classifier, name)
     if _check_mode(mode) == "RAW_REGRESSION":
         out = out.arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
     else:
+        import warnings
+
+        from lcgee.errors import DataWarning
+
+        warnings.warn(REGRESSION_WARNING, DataWarning, stacklevel=2)
         out = out.multiply(float(n_trees))
     return out.rename([name])
 
@@ -260,25 +301,41 @@ def payload_route(spec: EEClassifierSpec, *, limit_bytes: int = REQUEST_LIMIT_BY
     return "inline" if spec.payload_bytes() < fraction * limit_bytes else "table-asset"
 
 
+def tree_feature(tree: str, k: int, index: int) -> Any:
+    """One tree as a table feature, the way the known-working exporter (geemap's
+    ``export_trees_to_fc``) builds them: a dummy point geometry at (0, 0) ("needed to properly
+    export the feature collection") and the line breaks encoded as :data:`TREE_NEWLINE`
+    (decoded by :func:`classifier_from_table`). Whether geometry-less features with raw
+    newlines survive table ingestion is UNCONFIRMED, so lcgee does not rely on it."""
+    ee = _ee()
+    if TREE_NEWLINE in tree:
+        raise ModelError(f"a tree string contains {TREE_NEWLINE!r}", where="tree_feature",
+                         fix="use feature names of letters, digits and underscores")
+    return ee.Feature(ee.Geometry.Point([0, 0]),
+                      {"tree": tree.replace("\n", TREE_NEWLINE), "class": k, "index": index})
+
+
 def trees_feature_collection(spec: EEClassifierSpec) -> Any:
-    """The trees as an ``ee.FeatureCollection``, one feature ``{"tree", "class", "index"}``
-    per tree, for ``Export.table.toAsset`` when they are too big to travel inline.
+    """The trees as an ``ee.FeatureCollection``, one :func:`tree_feature` (``tree``, ``class``,
+    ``index``) per tree, for ``Export.table.toAsset`` when they are too big to travel inline.
 
     Note: building it client-side still sends the trees in the export request; for models
-    near the limit upload them as a CSV/GeoJSON table asset instead (same properties).
+    near the limit use :func:`lcgee.gee.live.ensure_trees_table` (chunked uploads).
     """
     ee = _ee()
-    return ee.FeatureCollection([ee.Feature(None, {"tree": tree, "class": k, "index": i})
+    return ee.FeatureCollection([tree_feature(tree, k, i)
                                  for k, trees in enumerate(spec.trees)
                                  for i, tree in enumerate(trees)])
 
 
 def classifier_from_table(table: Any, k: int, output_mode: str) -> Any:
-    """The class-``k`` ensemble from a table asset made of :func:`trees_feature_collection`."""
+    """The class-``k`` ensemble from a table asset made of :func:`tree_feature` features
+    (line breaks decoded back from :data:`TREE_NEWLINE`, as geemap's ``fc_to_classifier``)."""
     ee = _ee()
     if isinstance(table, str):
         table = ee.FeatureCollection(table)
-    trees = table.filter(ee.Filter.eq("class", k)).sort("index").aggregate_array("tree")
+    trees = (table.filter(ee.Filter.eq("class", k)).sort("index").aggregate_array("tree")
+             .map(lambda t: ee.String(t).replace(TREE_NEWLINE, "\n", "g")))
     return classifier_for_class(ee.List(trees), output_mode)
 
 
@@ -324,14 +381,26 @@ def _grid_tiles(grid: Any, parts: int) -> list[Any]:
 def export_task(image: Any, grid_or_region: Any, *, to: str = "asset", path: str,
                 scale: float | None = None, crs: str | None = None,
                 max_pixels: int = 10_000_000_000, split: int = 1,
-                description: str = "lcgee_landcover") -> list[tuple[Any, dict[str, Any]]]:
+                description: str = "lcgee_landcover",
+                pyramiding_policy: dict[str, str] | None = None
+                ) -> list[tuple[Any, dict[str, Any]]]:
     """Build (do not start) export tasks of ``image``; one per tile when ``split > 1``.
 
     ``grid_or_region`` is an :class:`lcgee.grid.Grid` (exported on exactly that grid:
     ``crs`` + ``crsTransform`` + ``dimensions``; tiles are pixel windows of it) or a lon/lat
     box ``(west, south, east, north)`` (exported with ``scale`` and ``crs``; tiles are sub-boxes).
     ``path`` is the asset id (``to="asset"``), the Drive folder (``"drive"``) or
-    ``"bucket/prefix"`` (``"cloud-storage"``); tile ``i`` gets ``_{i}`` appended.
+    ``"bucket/prefix"`` (``"cloud-storage"``). With ``split > 1`` tile ``i`` varies only what
+    names a file: the asset id (``<path>_{i}``), the Drive file name prefix
+    (``<description>_{i}`` in the one folder ``path``) or the Cloud Storage object prefix
+    (``<prefix>_{i}`` in the one bucket); ``ee/batch.py`` documents ``bucket`` and ``folder``
+    as places ("The name of a Cloud Storage bucket", "The name of a unique folder in your
+    Drive account") and ``fileNamePrefix`` as the file name.
+
+    Asset exports get ``pyramidingPolicy`` ``pyramiding_policy`` (default
+    :data:`CLASS_PYRAMIDING`: ``mode`` for every band, since the documented default ``mean``
+    would average class codes in the overviews; pass ``{".default": "mean"}`` for continuous
+    bands such as probabilities).
 
     Returns ``[(task, config), ...]`` where ``config`` is a plain summary
     (``type``, ``destination``, ``description``, ``path``, ``crs``, ``crsTransform``,
@@ -358,22 +427,33 @@ def export_task(image: Any, grid_or_region: Any, *, to: str = "asset", path: str
         pieces = [{"region": ee.Geometry.Rectangle(box, "EPSG:4326", False), "bbox": box,
                    "scale": float(scale), "crs": crs} for box in _split_bbox(bbox, split)]
     results = []
+    policy = dict(CLASS_PYRAMIDING if pyramiding_policy is None else pyramiding_policy)
+    bad = sorted(set(policy.values()) - set(PYRAMIDING_POLICIES))
+    if bad:
+        raise ParamsError(f"unknown pyramiding policies {bad}", where="export_task",
+                          fix=f"use one of {', '.join(PYRAMIDING_POLICIES)}")
     for i, piece in enumerate(pieces):
-        name = description if split == 1 else f"{description}_{i}"
-        target = path if split == 1 else f"{path}_{i}"
+        suffix = "" if split == 1 else f"_{i}"
+        name = description + suffix
         kwargs: dict[str, Any] = {"description": name, "maxPixels": int(max_pixels)}
         for key in ("crs", "crsTransform", "dimensions", "region", "scale"):
             if piece.get(key) is not None:
                 kwargs[key] = piece[key]
         if to == "asset":
-            task = ee.batch.Export.image.toAsset(image, assetId=target, **kwargs)
-        elif to == "drive":
-            task = ee.batch.Export.image.toDrive(image, folder=target, fileNamePrefix=name,
+            target = path + suffix
+            task = ee.batch.Export.image.toAsset(image, assetId=target,
+                                                 pyramidingPolicy=dict(policy),  # ee pops keys
                                                  **kwargs)
+        elif to == "drive":
+            task = ee.batch.Export.image.toDrive(image, folder=path, fileNamePrefix=name,
+                                                 **kwargs)
+            target = f"{path}/{name}"
         else:
-            bucket, _, prefix = target.removeprefix("gs://").partition("/")
+            bucket, _, prefix = path.removeprefix("gs://").partition("/")
+            prefix = (prefix.rstrip("/") or description) + suffix
             task = ee.batch.Export.image.toCloudStorage(image, bucket=bucket,
-                                                        fileNamePrefix=prefix or name, **kwargs)
+                                                        fileNamePrefix=prefix, **kwargs)
+            target = f"{bucket}/{prefix}"
         summary = {"type": "EXPORT_IMAGE", "destination": to, "description": name,
                    "path": target, "maxPixels": int(max_pixels),
                    **{k: v for k, v in piece.items() if k not in ("region", "bbox")}}

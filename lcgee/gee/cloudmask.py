@@ -78,27 +78,38 @@ def _params(cld_prb_thresh: float, nir_drk_thresh: float, cld_prj_dist: float, b
             clouds.dilation_radius(buffer, exact_buffer=exact_buffer))
 
 
-def _projection(sr: Any, crs: str | None) -> Any:
-    ee = _ee()
-    return ee.Projection(crs) if crs else sr.select(0).projection()
+def _reproject(image: Any, sr: Any, crs: str | None, anchor: tuple[float, float] | None,
+               scale: float) -> Any:
+    """``image`` evaluated on a ``scale`` m grid: the tutorial's scaled scene projection, or,
+    with ``crs`` pinned, cells anchored at ``anchor`` by an explicit ``crsTransform``
+    (``ee.Projection(crs)`` alone has the identity transform: cells from the CRS origin)."""
+    if not crs:
+        return image.reproject(crs=sr.select(0).projection(), scale=scale)
+    if anchor is None:
+        raise EarthEngineError("a pinned crs needs the anchor of its working grids",
+                               where="cloudmask.mask_codes",
+                               fix="pass anchor=(left, top) of the download grid")
+    x0, y0 = (float(v) for v in anchor)
+    return image.reproject(crs=crs, crsTransform=[scale, 0, x0, 0, -scale, y0])
 
 
 def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
-            cld_prj_dist: float, buffer: float, exact_buffer: bool, crs: str | None
-            ) -> dict[str, Any]:
+            cld_prj_dist: float, buffer: float, exact_buffer: bool, crs: str | None,
+            anchor: tuple[float, float] | None = None) -> dict[str, Any]:
     """The tutorial's intermediate layers (all explicit 0/1 images, no masked pixels inside)."""
     ee = _ee()
     thresh, dark_dn, steps, radius = _params(cld_prb_thresh, nir_drk_thresh, cld_prj_dist,
                                              buffer, exact_buffer)
-    proj = _projection(sr, crs)
     probability = prob.select("probability")
     nir = sr.select("B8")
-    valid = probability.mask().And(nir.mask())
+    # mask() keeps the input's footprint, so the test is itself masked outside a granule, and
+    # where() keeps the input where the test is masked: unmask it so NODATA lands there too.
+    valid = probability.mask().And(nir.mask()).unmask(0, False)
     is_cloud = probability.gt(thresh).unmask(0, False)
     dark = nir.lt(dark_dn).And(sr.select("SCL").neq(_SCL_WATER)).unmask(0, False)
     azimuth = ee.Number(90).subtract(ee.Number(sr.get("MEAN_SOLAR_AZIMUTH_ANGLE")))
-    projected = (is_cloud.directionalDistanceTransform(azimuth, steps)
-                 .reproject(crs=proj, scale=clouds.PROJECTION_SCALE)
+    projected = (_reproject(is_cloud.directionalDistanceTransform(azimuth, steps), sr, crs,
+                            anchor, clouds.PROJECTION_SCALE)
                  .select("distance").mask())
     shadows = projected.And(dark)
     ignore = valid.Not()
@@ -106,7 +117,7 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
     def open_and_buffer(image: Any) -> Any:
         # focalMin(2) with nodata ignored (treated as set), nodata left out of focalMax.
         eroded = image.Or(ignore).focalMin(clouds.EROSION_RADIUS).And(valid)
-        return eroded.focalMax(radius).reproject(crs=proj, scale=clouds.MORPHOLOGY_SCALE)
+        return _reproject(eroded.focalMax(radius), sr, crs, anchor, clouds.MORPHOLOGY_SCALE)
 
     return {"valid": valid, "clouds": is_cloud, "dark": dark, "shadows": shadows,
             "cloud_final": open_and_buffer(is_cloud),
@@ -115,7 +126,8 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
 
 def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh: float = 0.15,
                cld_prj_dist: float = 1.0, buffer: float = 50, exact_buffer: bool = False,
-               crs: str | None = None, cloud_filter: float | None = None) -> Any:
+               crs: Any = None, cloud_filter: float | None = None,
+               anchor: tuple[float, float] | None = None) -> Any:
     """One band ``cloud_mask`` (uint8) of :class:`lcgee.clouds.MaskCode` values.
 
     ``sr`` is an ``S2_SR_HARMONIZED`` image (DN, bands ``B8`` and ``SCL``, property
@@ -123,12 +135,18 @@ def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh
     :func:`lcgee.clouds.s2cloudless_mask`: SHADOW where the buffered clouds-or-shadows are,
     CLOUD where the buffered clouds are (except dark projected pixels outside a cloud), NODATA
     where probability or B8 is missing. ``crs`` fixes the 100 m / 20 m working grids' CRS
-    (default: the image's own projection). ``cloud_filter`` is accepted for the presets and
+    (default: the image's own projection, as the tutorial); with it ``anchor`` (the download
+    grid's top-left corner) fixes their origin with an explicit ``crsTransform``, the origin
+    :func:`lcgee.clouds.local_masks` uses. ``crs`` may be a :class:`lcgee.grid.Grid`: its CRS
+    and top-left corner. ``cloud_filter`` is accepted for the presets and
     used only when searching.
     """
     ee = _ee()
+    if hasattr(crs, "transform") and hasattr(crs, "crs"):  # a Grid: its CRS and corner
+        crs, anchor = crs.crs, (crs.bounds[0], crs.bounds[3])
     layer = _layers(sr, prob, cld_prb_thresh=cld_prb_thresh, nir_drk_thresh=nir_drk_thresh,
-                    cld_prj_dist=cld_prj_dist, buffer=buffer, exact_buffer=exact_buffer, crs=crs)
+                    cld_prj_dist=cld_prj_dist, buffer=buffer, exact_buffer=exact_buffer, crs=crs,
+                    anchor=anchor)
     shadow_only = layer["shadows"].And(layer["clouds"].Not())
     codes = (ee.Image.constant(clouds.CLEAR)
              .where(layer["union"], clouds.SHADOW)
@@ -244,7 +262,7 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
     out = []
     for item, key in tqdm(todo, desc="Earth Engine masks", unit="scene",
                           disable=not progress or len(todo) < 2):
-        image = mask_codes(*scene_images(key), crs=grid.crs, **cloud)
+        image = mask_codes(*scene_images(key), crs=grid, **cloud)
         arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
                              band_ids=[MASK_BAND], compute=compute, workers=workers,
                              policy=policy, progress=progress and len(todo) < 2,

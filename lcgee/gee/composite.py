@@ -6,7 +6,7 @@ run's ``composite.method``:
 
 * ``median`` -- per band median of the clear observations (``ImageCollection.median``);
 * ``best`` -- all bands from the clear observation with the lowest cloud probability
-  (``qualityMosaic`` on minus the probability);
+  (``qualityMosaic`` on minus the probability, masked where the scene is not CLEAR);
 * ``monthly`` -- a median per calendar month, bands and indices prefixed ``mYYYYMM_`` as in
   the local feature stack.
 
@@ -25,12 +25,13 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from lcgee import clouds
 from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
 from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
 
 __all__ = ["METHODS", "reduce_collection", "scene_composite", "composite_for_params",
-           "monthly_features"]
+           "monthly_features", "scene_reflectance"]
 
 METHODS = ("median", "best", "monthly")
 _QUALITY = "lcgee_quality"
@@ -53,24 +54,60 @@ def _check(method: str, bands: Sequence[str]) -> list[str]:
     return list(bands)
 
 
-def _to_reflectance(image: Any, bands: Sequence[str]) -> Any:
-    return image.select([PC_TO_EE_BANDS[b] for b in bands], list(bands)).divide(10000)
+def _with_bands(image: Any, bands: Sequence[str]) -> Any:
+    """``image`` with at least ``bands``: fully masked bands where it has none.
+
+    Reducing an empty collection (a month without scenes) gives an image with no bands, and
+    selecting from it fails on the server ("Band pattern ... was applied to an Image with no
+    bands", swisstopo/topo-satromo#101). ``addBands(..., overwrite=True)`` onto masked
+    constants keeps the reduced bands where they exist.
+    """
+    ee = _ee()
+    names = list(bands)
+    empty = ee.Image.constant([0] * len(names)).rename(names).updateMask(0)
+    return empty.addBands(image, None, True).select(names)
 
 
-def _with_quality(sr: Any, prob: Any, params: dict[str, Any]) -> Any:
-    """The masked scene plus minus its cloud probability (for ``qualityMosaic``)."""
-    quality = prob.select("probability").multiply(-1).rename([_QUALITY])
-    return cloudmask.masked_image(sr, prob, **params).addBands(quality)
+def scene_reflectance(sr: Any, bands: Sequence[str]) -> Any:
+    """A (masked) ``S2_SR_HARMONIZED`` scene as float32 reflectance with lcgee band names,
+    computed as :func:`lcgee.load.reflectance` computes it: ``float32(DN) / 10000`` rounded
+    to float32 (``toFloat`` before and after the division; a correctly rounded double
+    quotient rounded to float32 is the float32 quotient). The scene's properties are kept
+    (``addBands`` onto the scene, then ``select``): ``filterDate`` needs
+    ``system:time_start``, which arithmetic results are not documented to carry."""
+    refl = (sr.select([PC_TO_EE_BANDS[b] for b in bands], list(bands)).toFloat()
+            .divide(10000).toFloat())
+    return sr.addBands(refl, None, True).select(list(bands))
+
+
+def _scene(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str],
+           quality: bool) -> Any:
+    """One scene for the composite: masked (not CLEAR -> masked) float32 reflectance, plus
+    (``quality``) minus its cloud probability for ``qualityMosaic``, masked like the scene:
+    ``qualityMosaic`` orders by the quality band alone, so a cloud, shadow or buffered
+    observation, or one missing any of ``bands``, must have no quality value to win with (as
+    the local best pixel, which needs every band valid)."""
+    clear = cloudmask.mask_codes(sr, prob, **params).eq(clouds.CLEAR)
+    image = scene_reflectance(sr.updateMask(clear), bands)
+    if not quality:
+        return image
+    score = prob.select("probability").multiply(-1).rename([_QUALITY]).updateMask(clear)
+    for band in bands:
+        score = score.updateMask(sr.select([PC_TO_EE_BANDS[band]]).mask())
+    return image.addBands(score)
 
 
 def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any:
-    """``median`` or ``best`` of a collection of masked ``S2_SR_HARMONIZED`` images, as
-    reflectance with lcgee band names (``monthly``: see :func:`monthly_features`)."""
+    """``median`` or ``best`` of a collection of :func:`scene_reflectance` images (``best``:
+    with the quality band of :func:`_scene`), float32 reflectance with lcgee band names
+    (``monthly``: see :func:`monthly_features`). An empty collection gives the bands fully
+    masked. The median of an even count is the mean of the middle two, rounded to float32
+    (``toFloat``), which equals the local float32 ``(a + b) / 2``."""
     bands = _check(method, bands)
-    if method == "median":  # per band, so selecting after reducing is the same
-        return _to_reflectance(collection.median(), bands)
+    if method == "median":
+        return _with_bands(collection.median(), bands).toFloat()
     if method == "best":
-        return _to_reflectance(collection.qualityMosaic(_QUALITY), bands)
+        return _with_bands(collection.qualityMosaic(_QUALITY), bands).toFloat()
     raise ParamsError("the monthly composite is a feature stack", where="composite.method",
                       fix="use monthly_features for method 'monthly'")
 
@@ -104,19 +141,17 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
 
 def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
                     bands: Sequence[str] = S2_BANDS, cloud: dict[str, Any] | None = None,
-                    crs: str | None = None, dates: tuple[dt.date, dt.date] | None = None,
+                    crs: Any = None, dates: tuple[dt.date, dt.date] | None = None,
                     index_names: Sequence[str] = ()) -> Any:
     """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
     search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters
-    (:func:`lcgee.masks.cloud_params`); ``crs`` pins the mask's working grids."""
+    (:func:`lcgee.masks.cloud_params`); ``crs`` (a :class:`lcgee.grid.Grid`, or a CRS code
+    with ``cloud["anchor"]``) pins the mask's working grids."""
     ee = _ee()
     cloud = dict(cloud or {})
     _check(method, bands)
-    images = []
-    for index in scene_indices:
-        sr, prob = cloudmask.scene_images(index)
-        images.append(_with_quality(sr, prob, {**cloud, "crs": crs}) if method == "best"
-                      else cloudmask.masked_image(sr, prob, crs=crs, **cloud))
+    images = [_scene(*cloudmask.scene_images(index), {**cloud, "crs": crs}, bands,
+                     method == "best") for index in scene_indices]
     collection = ee.ImageCollection.fromImages(images)
     if method == "monthly":
         if dates is None:
@@ -144,13 +179,12 @@ def composite_for_params(params: Any, grid: Any) -> Any:
     end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
     method = params.composite.method
     bands = list(params.features.bands)
+    base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
+                                       cloud_filter=params.stac.max_cloud_cover)
+    collection = cloudmask.map_scenes(
+        base, lambda sr, prob: _scene(sr, prob, cloud, bands, method == "best"))
     if method == "best":
-        base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
-                                           cloud_filter=params.stac.max_cloud_cover)
-        collection = cloudmask.map_scenes(base, lambda sr, prob: _with_quality(sr, prob, cloud))
         return reduce_collection(collection, "best", bands)
-    collection = cloudmask.masked_collection(region, start.isoformat(), end.isoformat(),
-                                             cloud_filter=params.stac.max_cloud_cover, **cloud)
     if method == "monthly":
         return monthly_features(collection, params.dates.start, params.dates.end, bands,
                                 list(params.features.indices))

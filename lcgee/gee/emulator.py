@@ -172,9 +172,16 @@ def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1
                for b, r in zip(wanted, refl, strict=True)}
         nir = out["B8"]
         out["SCL"] = np.where(np.isnan(nir), np.nan, ds["SCL"].values[0].astype(np.float64))
-        return out, {"MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0])}
+        return out, {"MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0]),
+                     "system:time_start": _millis(item)}
 
     return load
+
+
+def _millis(item: Any) -> float:
+    """The item's acquisition time as Earth Engine's ``system:time_start`` (ms since 1970)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    return when.timestamp() * 1000.0
 
 
 def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024

@@ -10,9 +10,12 @@ timeouts are retried with backoff, then reported as one :class:`~lcgee.errors.Ea
   or read from a table asset (:func:`ensure_trees_table` uploads them once, in chunks that fit
   the 10 MB request limit, under a content-hashed id so a retrained model never reads stale
   trees).
-* :func:`check_interactive` refuses, before any request, a grid too large for one interactive
-  request (``computePixels``: 48 MB and 32,768 px a side) and points to the export task;
-  :func:`fetch_pixels` fetches a small grid's labels as a numpy array.
+* :func:`check_interactive` tells, before any request, whether a grid fits one interactive
+  request, counted with the tiled downloader's rule (:func:`lcgee.gee.download.request_bytes`:
+  pixels x bands x (bytes per value + 1 mask byte), at most 48,000,000 bytes and 32,768 px a
+  side); :func:`fetch_pixels` fetches a grid's labels as a numpy array, through the tiled
+  downloader when one request is not enough, and refuses (pointing to the export task) only
+  grids above ``max_pixels``.
 * :func:`start_tasks`, :func:`task_table` and :func:`wait_tasks` start export tasks built by
   :func:`lcgee.gee.classify.export_task` and report their ids and states.
 * :func:`ee_map` shows the classification with the WorldCover colours in geemap (optional
@@ -36,7 +39,7 @@ import pandas as pd
 
 from lcgee.errors import EarthEngineError, ModelError, ParamsError, require
 from lcgee.gee import classify
-from lcgee.gee.download import MAX_SIDE, pixel_grid
+from lcgee.gee.download import MAX_REQUEST_BYTES, MAX_SIDE, download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.gee.trees import EEClassifierSpec
 from lcgee.grid import Grid
@@ -45,6 +48,7 @@ from lcgee.labels import WORLDCOVER
 __all__ = [
     "INTERACTIVE_MAX_BYTES",
     "INTERACTIVE_MAX_SIDE",
+    "FETCH_MAX_PIXELS",
     "DOWNLOAD_MAX_BYTES",
     "DOWNLOAD_MAX_SIDE",
     "TREES_CHUNK_BYTES",
@@ -70,9 +74,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``computePixels`` / ``getPixels``: uncompressed bytes per request (thumbnails are assumed
-#: to share it: UNCONFIRMED).
-INTERACTIVE_MAX_BYTES = 48 * 2**20
+#: ``computePixels`` / ``getPixels``: uncompressed bytes per request, the tiled downloader's
+#: bound (:data:`lcgee.gee.download.MAX_REQUEST_BYTES`; thumbnails are assumed to share it:
+#: UNCONFIRMED).
+INTERACTIVE_MAX_BYTES = MAX_REQUEST_BYTES
+#: :func:`fetch_pixels` refuses grids above this many pixels (export them instead).
+FETCH_MAX_PIXELS = 100_000_000
 #: ... and pixels per side.
 INTERACTIVE_MAX_SIDE = MAX_SIDE
 #: ``getDownloadURL``: bytes per request (pass as ``max_bytes`` to :func:`check_interactive`).
@@ -107,10 +114,17 @@ def policy_for(ee_params: Any) -> RetryPolicy:
 # ----------------------------------------------------------------------------- pixels
 
 
+_DTYPES = {1: "uint8", 2: "uint16", 4: "float32", 8: "float64"}
+
+
 def check_interactive(grid: Grid, *, n_bands: int = 1, bytes_per_pixel: int = 1,
                       max_bytes: int = INTERACTIVE_MAX_BYTES,
                       max_side: int = INTERACTIVE_MAX_SIDE) -> int:
     """Raise when one interactive request for ``grid`` would exceed Earth Engine's limits.
+
+    The size is counted as the tiled downloader counts it
+    (:func:`lcgee.gee.download.request_bytes`): pixels x bands x (``bytes_per_pixel`` + one
+    byte of mask), the rule the service applies (google/Xee pull request 210).
 
     Args:
         grid: the pixel grid to fetch.
@@ -121,20 +135,24 @@ def check_interactive(grid: Grid, *, n_bands: int = 1, bytes_per_pixel: int = 1,
         max_side: pixels per side limit (default ``computePixels``; :data:`DOWNLOAD_MAX_SIDE`).
 
     Returns:
-        The uncompressed size of the request in bytes.
+        The size of the request in bytes, mask bytes included.
 
     Raises:
-        EarthEngineError: naming the pixel count and size, and pointing to the export task.
+        EarthEngineError: naming the pixel count and size, and pointing to the tiled download
+            (:func:`fetch_pixels`) and the export task.
     """
     pixels = grid.width * grid.height
-    size = pixels * int(n_bands) * int(bytes_per_pixel)
+    size = pixels * int(n_bands) * (int(bytes_per_pixel) + 1)
     if size <= max_bytes and max(grid.shape) <= max_side:
         return size
     raise EarthEngineError(
         f"{grid.width} x {grid.height} px ({pixels:,} pixels, {size / 2**20:,.1f} MB for "
-        f"{n_bands} band(s) of {bytes_per_pixel} byte(s)) is too large for one interactive "
-        f"request (Earth Engine allows {max_bytes / 2**20:.0f} MB and {max_side:,} px a side)",
-        where="interactive Earth Engine request", fix=EXPORT_FIX)
+        f"{n_bands} band(s) of {bytes_per_pixel} byte(s) plus 1 mask byte) is too large for one "
+        f"interactive request (Earth Engine allows {max_bytes / 2**20:.3g} MB and "
+        f"{max_side:,} px a side)",
+        where="interactive Earth Engine request",
+        fix="fetch it in tiles with lcgee.gee.live.fetch_pixels (tiled downloader), or "
+            + EXPORT_FIX)
 
 
 def grid_geometry(grid: Grid) -> Any:
@@ -144,23 +162,46 @@ def grid_geometry(grid: Grid) -> Any:
 
 def fetch_pixels(image: Any, grid: Grid, *, band: str = classify.OUTPUT_BAND,
                  bytes_per_pixel: int = 1, fill: float = 0,
-                 policy: RetryPolicy | None = None) -> np.ndarray:
+                 policy: RetryPolicy | None = None, cache_dir: Any = None,
+                 compute: Callable[[dict[str, Any]], Any] | None = None, workers: int = 8,
+                 max_pixels: int = FETCH_MAX_PIXELS, progress: bool = False) -> np.ndarray:
     """One band of ``image`` on exactly ``grid`` (``computePixels``), masked pixels = ``fill``.
 
-    Checked with :func:`check_interactive` first; 429/5xx are retried.
+    One request when it fits (:func:`check_interactive`'s rule), else tiles through
+    :func:`lcgee.gee.download.download_image` (same size rule, at most ``workers`` requests in
+    flight, tiles cached under ``cache_dir``; a temporary folder when None). Grids above
+    ``max_pixels`` are refused before any request. 429/5xx are retried.
     """
-    check_interactive(grid, bytes_per_pixel=bytes_per_pixel)
-    ee = _ee()
-    request = {"expression": image.select([band]).unmask(fill), "fileFormat": "NUMPY_NDARRAY",
-               "grid": pixel_grid(grid)}
+    pixels = grid.width * grid.height
+    if pixels > max_pixels:
+        raise EarthEngineError(
+            f"{grid.width} x {grid.height} px ({pixels:,} pixels) is more than fetch_pixels "
+            f"fetches interactively ({max_pixels:,} pixels)",
+            where="interactive Earth Engine request", fix=EXPORT_FIX)
+    dtype = _DTYPES.get(int(bytes_per_pixel))
+    if dtype is None:
+        raise ParamsError(f"bytes_per_pixel={bytes_per_pixel} is not 1, 2, 4 or 8",
+                          where="fetch_pixels", fix="give the band's value size in bytes")
+    expression = image.select([band]).unmask(fill)
     try:
-        out = call_with_backoff(ee.data.computePixels, request, policy=policy,
-                                what=f"fetching {grid.width} x {grid.height} px of {band!r}")
+        if cache_dir is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="lcgee-fetch-") as tmp:
+                out = download_image(expression, grid, cache_dir=tmp, n_bands=1, dtype=dtype,
+                                     band_ids=[band], compute=compute, workers=workers,
+                                     tile=None, policy=policy, progress=progress,
+                                     description=f"fetching {band!r}")
+        else:
+            out = download_image(expression, grid, cache_dir=cache_dir, n_bands=1, dtype=dtype,
+                                 band_ids=[band], compute=compute, workers=workers, tile=None,
+                                 policy=policy, progress=progress,
+                                 description=f"fetching {band!r}")
     except EarthEngineError as exc:
         raise EarthEngineError(exc.what, where=exc.where,
                                fix=f"{exc.fix}; if the computation is too large, {EXPORT_FIX}"
                                ) from exc
-    return np.asarray(out[band])
+    return out[0]
 
 
 def compare_maps(ee_map: np.ndarray, local_map: np.ndarray) -> dict[str, Any]:
@@ -279,7 +320,8 @@ def ensure_trees_table(spec: EEClassifierSpec, asset_id: str, *,
     The trees go to table assets ``<asset_id>_<hash>_<i>`` (``Export.table.toAsset``, one per
     chunk so that no request exceeds Earth Engine's 10 MB limit; ``hash`` identifies the model).
     Chunks already present are reused; missing ones are uploaded and waited for (``timeout``
-    seconds). Each feature holds ``tree``, ``class`` and ``index``, as
+    seconds). Each feature is a :func:`lcgee.gee.classify.tree_feature` (dummy point geometry,
+    ``tree`` with encoded line breaks, ``class``, ``index``), as
     :func:`lcgee.gee.classify.classifier_from_table` reads them.
     """
     ee = _ee()
@@ -290,8 +332,7 @@ def ensure_trees_table(spec: EEClassifierSpec, asset_id: str, *,
     for i, (rows, target) in enumerate(zip(chunks, ids)):
         if target in have:
             continue
-        fc = ee.FeatureCollection([ee.Feature(None, {"tree": t, "class": k, "index": j})
-                                   for k, j, t in rows])
+        fc = ee.FeatureCollection([classify.tree_feature(t, k, j) for k, j, t in rows])
         task = ee.batch.Export.table.toAsset(collection=fc, assetId=target,
                                              description=f"lcgee_trees_{i}")
         todo.append((task, {"type": "EXPORT_TABLE", "destination": "asset",

@@ -7,14 +7,15 @@ rpart-like text format. This module writes that format from ``Booster.dump_model
   newline)::
 
       1) root 1 0 0
-      2) B04<=0.0123 1 0 0
-      4) NDVI<=0.31 1 0 -0.0420147 *
-      5) NDVI>0.31 1 0 0.1083 *
-      3) B04>0.0123 1 0 0.2711 *
+      2) B04 <= 0.0123 1 0 0
+      4) NDVI <= 0.31 1 0 -0.0420147 *
+      5) NDVI > 0.31 1 0 0.1083 *
+      3) B04 > 0.0123 1 0 0.2711 *
 
 * line ``k`` is ``id) split n loss yval`` with a trailing `` *`` on leaves. Line 1 is
-  ``1) root 1 0 0``; the children of node ``k`` are ``2k`` (condition ``feature<=threshold``,
-  no spaces around the operator) and ``2k+1`` (``feature>threshold``), which matches LightGBM
+  ``1) root 1 0 0``; the children of node ``k`` are ``2k`` (condition
+  ``feature <= threshold``, one space each side of the operator, as the known-working
+  exporter geemap writes it) and ``2k+1`` (``feature > threshold``), which matches LightGBM
   (left when ``x <= threshold``) and Earth Engine's tree engine (first child when ``x <= t``).
 * ``n`` and ``loss`` are the placeholders ``1 0``; internal nodes carry the placeholder yval
   ``0`` (only leaf values are used for prediction). Thresholds and leaf values are written at
@@ -65,7 +66,8 @@ __all__ = [
     "LGBM_ZERO",
 ]
 
-#: Output modes the spec may ask Earth Engine for (RAW_REGRESSION sums; REGRESSION is a fallback).
+#: Output modes the spec may ask Earth Engine for (RAW_REGRESSION sums, as documented;
+#: REGRESSION is a fallback assuming the ensemble averages its trees, which is UNDOCUMENTED).
 OUTPUT_MODES = ("RAW_REGRESSION", "REGRESSION")
 #: Largest node id written (node ids double per level: depth 30 is the deepest that fits).
 MAX_NODE_ID = 2**31 - 1
@@ -264,8 +266,8 @@ def _check_split(node: Mapping[str, Any], n_features: int, where: str) -> tuple[
 def _stump_lines(structure: Mapping[str, Any], names: Sequence[str], where: str) -> list[str]:
     value = _leaf_value(structure, where)
     return [_line(1, "root", "0", False),
-            _line(2, f"{names[0]}<=0.0", value, True),
-            _line(3, f"{names[0]}>0.0", value, True)]
+            _line(2, f"{names[0]} <= 0.0", value, True),
+            _line(3, f"{names[0]} > 0.0", value, True)]
 
 
 def _is_split(node: Mapping[str, Any]) -> bool:
@@ -314,8 +316,8 @@ def _push_children(stack: list[tuple[Mapping[str, Any], int, str]], node: Mappin
         raise ModelError("split without two children", where=node_where,
                          fix="pass booster.dump_model()")
     name = names[feature]
-    stack.append((node["right_child"], 2 * node_id + 1, f"{name}>{threshold}"))
-    stack.append((node["left_child"], 2 * node_id, f"{name}<={threshold}"))
+    stack.append((node["right_child"], 2 * node_id + 1, f"{name} > {threshold}"))
+    stack.append((node["left_child"], 2 * node_id, f"{name} <= {threshold}"))
 
 
 # ----------------------------------------------------------------------------- whole model

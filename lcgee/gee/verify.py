@@ -6,7 +6,12 @@ features exactly as fed to the model, plus ``label``). Then checks that
 
 * an independent reader of the tree strings gives LightGBM's labels on every held-out sample;
 * the serialized graph, evaluated offline on the run's composite, gives the local map pixel for
-  pixel and the local features within float tolerance.
+  pixel and the local features within float tolerance;
+* with the run's STAC client, the whole server chain from the scenes' digital numbers
+  (:mod:`lcgee.gee.chain`) gives the local map: its flips are counted in the table (0 by
+  design on the demo: float32 casts in the graph). The cloud masks are the run's own here; the
+  mask graph's own differences (grid origins, coarse reads) are documented in
+  docs/earth-engine-semantics.md.
 """
 
 from __future__ import annotations
@@ -100,10 +105,13 @@ def verify_features(spec: EEClassifierSpec, features: xr.DataArray,
     return diffs
 
 
-def dry_run(run_dir: Path, *, region: str | None = None) -> dict[str, Any]:
+def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None
+            ) -> dict[str, Any]:
     """The whole dry run on a finished run directory (needs 05_train and 06_predict outputs).
 
     Returns the checks as a table, the spec, the route and both maps of the checked region.
+    With ``client`` (the run's STAC API client) the table also counts the label flips of the
+    whole server chain from the scenes' digital numbers (:func:`lcgee.gee.chain.chain_flips`).
     """
     from lcgee.features import read_features
     from lcgee.params import load_params
@@ -133,5 +141,13 @@ def dry_run(run_dir: Path, *, region: str | None = None) -> dict[str, Any]:
         {"check": f"ee_graph.json offline vs local map ({name or 'AOI'})",
          "compared": graph_check["pixels"], "disagreements": graph_check["disagreements"]},
     ])
+    if client is not None:
+        from lcgee.gee.chain import chain_flips
+
+        chain = chain_flips(spec, params, run_dir, rg, stage.grid, local_map, client)
+        table.loc[len(table)] = {
+            "check": "whole server chain (DN -> median -> reflectance -> indices -> trees) "
+                     f"offline vs local map ({name or 'AOI'})",
+            "compared": chain["compared"], "disagreements": chain["flips"]}
     return {"table": table, "spec": spec, "route": route, "region": rg, "local_map": local_map,
             "ee_map": ee_map, "feature_diff": verify_features(spec, feats, bands)}
