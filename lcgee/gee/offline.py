@@ -614,6 +614,10 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
     })
     for reducer in _REDUCERS:
         table[f"Reducer.{reducer}"] = lambda a, r=reducer: _Reducer(r)
+    # Neighbourhood arrays and matrix products (the water CNN): a separate module.
+    from lcgee.gee.offline_arrays import array_functions
+
+    table.update(array_functions(ctx, dict(table)))
     return table
 
 
