@@ -296,6 +296,7 @@ def train_network(patches: np.ndarray, y: np.ndarray, bands: Sequence[str], *, e
     m = jax.tree_util.tree_map(jnp.zeros_like, w)
     v = jax.tree_util.tree_map(jnp.zeros_like, w)
     k = 0
+    batch_size = min(batch_size, len(tr))
     for epoch in range(epochs):
         perm = tr[rng.permutation(len(tr))]
         losses = []

@@ -804,7 +804,7 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
                         where="evaluate_graph", fix="serialize an ee.Image")
     out: dict[str, np.ndarray] = {}
     for name, data, mask in zip(result.names, result.data, result.masks, strict=True):
-        full_mask = mask if data.ndim == 2 else np.broadcast_to(mask[..., None], data.shape)
+        full_mask = np.broadcast_to(mask.reshape(mask.shape + (1,) * (data.ndim - 2)), data.shape)
         if masked:
             out[name] = np.ma.MaskedArray(data, mask=~full_mask)
         elif data.dtype.kind == "f":
