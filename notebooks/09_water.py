@@ -11,8 +11,8 @@
 # %% [markdown]
 # # 09 · Surface water: a pixel CNN on noisy labels, corrected, and the same network in Earth Engine
 # After Water_gee: water labels from what a user already has (WorldCover class 80, Sen2Cor SCL
-# class 6 over the composite period), their noise corrected by self-learning (class-conditional
-# Gaussian mixtures), a small pixel-based CNN on 7 x 7 neighbourhoods trained on them (JAX, the
+# class 6 over the composite period), their noise corrected by self-learning (each class's
+# spectra taken as normal), a small pixel-based CNN on 7 x 7 neighbourhoods trained on them (JAX, the
 # `lcgee[water]` extra), a chunked water map, and the network rewritten as an Earth Engine
 # graph that is evaluated offline and must reproduce the local probabilities.
 

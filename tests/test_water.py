@@ -47,7 +47,11 @@ def test_scl_water_fraction_counts_only_clear_scenes():
 def _scene_features(world):
     """Clean surface reflectance of the small world's first scene + NDVI, MNDWI, (band, y, x)."""
     item = world.scenes()[0]["item_id"]
-    refl = [world.surface_reflectance(item, b).astype(np.float32) / 1e4 for b in REFLECTANCE]
+    refl = []
+    for b in REFLECTANCE:
+        band = world.surface_reflectance(item, b).astype(np.float32) / 1e4
+        factor = world.spec.size // band.shape[0]  # 20 m bands onto the 10 m grid
+        refl.append(np.kron(band, np.ones((factor, factor), np.float32)))
     b03, b04, b08, b11 = refl[1], refl[2], refl[3], refl[4]
     return np.stack(refl + [(b08 - b04) / (b08 + b04), (b03 - b11) / (b03 + b11)])
 
@@ -69,7 +73,7 @@ def test_label_correction_reduces_noise_against_truth(small_world):
     fixed, history = water.correct_labels(feats, noisy, iterations=3, confidence=0.95, seed=0)
     after = water.label_noise(fixed, truth)
     assert history and history[0]["to_water"] + history[0]["to_not_water"] > 0
-    assert after["disagreement"] < 0.6 * before["disagreement"], (before, after)
+    assert after["disagreement"] < 0.2 * before["disagreement"], (before, after)
     assert after["false_water_rate"] < before["false_water_rate"]
     assert after["missed_water_rate"] < before["missed_water_rate"]
 
@@ -102,9 +106,9 @@ def trained():
     refl[:, 20:30, 10:25] *= np.array([1.0, 1.2, 0.5, 0.1, 0.05, 0.05], np.float32)[:, None, None]
     refl[2, 5, 7] = np.nan  # a masked pixel inside
     refl[:, :, -2:] = np.nan  # and a masked strip on an edge
-    from lcgee import indices
-
     import xarray as xr
+
+    from lcgee import indices
 
     da = xr.DataArray(refl, dims=("band", "y", "x"), coords={"band": REFLECTANCE})
     feats = indices.compute_indices(da, ["NDVI", "MNDWI"])
