@@ -173,6 +173,8 @@ if truth is not None:
     best = result["f1"]["c_cnn_corrected"]["f1"]
     result["corrected_beats"] = {k: best > v["f1"] for k, v in result["f1"].items()
                                  if k != "c_cnn_corrected"}
+    print(f"corrected CNN F1 {best:.4f} beats: {result['corrected_beats']}; rice paddies mapped "
+          f"as water: {result['f1']['c_cnn_corrected']['paddy_as_water']:.2%}")
 ws.update_metrics(stage.path("metrics.json"), "water", result)
 pd.DataFrame(result.get("f1", {})).T
 
