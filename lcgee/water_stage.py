@@ -18,7 +18,7 @@ from lcgee.errors import DataError
 from lcgee.files import write_json
 from lcgee.grid import Grid
 
-__all__ = ["Window", "windows", "scl_fraction", "train_on", "write_water_maps",
+__all__ = ["Window", "windows", "scl_fraction", "train_on", "predict_window", "write_water_maps",
            "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
 
 Window = tuple[str, int, int, int, int]  #: (region name, row, col, height, width) in the run grid
@@ -72,6 +72,17 @@ def train_on(features: np.ndarray, labels: np.ndarray, train: Sequence[Window], 
     return water.train_network(np.concatenate(xs), np.concatenate(ys), bands, epochs=cfg.epochs,
                                learning_rate=cfg.learning_rate, seed=cfg.seed,
                                provenance=provenance)
+
+
+def predict_window(model: water.WaterModel, features: np.ndarray, win: Window, *,
+                   chunk: int = 512) -> np.ndarray:
+    """Water probability of one window only (read with a 3 px halo: equal to the full map there)."""
+    _, r, c, h, w = win
+    H, W = features.shape[1:]
+    a0, b0 = max(r - water.HALO, 0), max(c - water.HALO, 0)
+    a1, b1 = min(r + h + water.HALO, H), min(c + w + water.HALO, W)
+    prob = water.predict_probability(model, features[:, a0:a1, b0:b1], chunk=chunk)
+    return prob[r - a0:r - a0 + h, c - b0:c - b0 + w]
 
 
 def write_water_maps(prob: np.ndarray, grid: Grid, run_dir: Path, *, run_name: str, start: str,

@@ -115,7 +115,7 @@ ax.legend()
 # ## 3. The water map (chunked, halo 3 px) next to true colour and the LightGBM map
 
 # %%
-probs = {kind: water.predict_probability(m, feats, chunk=cfg.chunk) for kind, m in models.items()}
+probs = {"corrected": water.predict_probability(models["corrected"], feats, chunk=cfg.chunk)}
 paths = ws.write_water_maps(probs["corrected"], stage.grid, stage.run_dir, run_name=p.name,
                             start=str(p.dates.start), end=str(p.dates.end))
 print({k: v.name for k, v in paths.items()})
@@ -158,11 +158,12 @@ dry
 # %%
 name, r, c, h, w = predict_w[0]
 win = (slice(r, r + h), slice(c, c + w))
+noisy_prob = ws.predict_window(models["noisy"], feats, predict_w[0], chunk=cfg.chunk)
 g, n = (feats_da.sel(band=b).values[win].astype(np.float64) for b in ("B03", "B08"))
 ndwi = (g - n) / (g + n)
-valid = np.isfinite(ndwi) & np.isfinite(probs["noisy"][win]) & np.isfinite(probs["corrected"][win])
+valid = np.isfinite(ndwi) & np.isfinite(noisy_prob) & np.isfinite(probs["corrected"][win])
 maps = {"a_ndwi_otsu": ndwi > water.otsu_threshold(ndwi[valid]),
-        "b_cnn_noisy": probs["noisy"][win] > 0.5,
+        "b_cnn_noisy": noisy_prob > 0.5,
         "c_cnn_corrected": probs["corrected"][win] > 0.5,
         "d_lightgbm": ws.lightgbm_water(lc[win])}
 result = {"region": name, "label_source": cfg.label_source,

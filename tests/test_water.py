@@ -236,3 +236,14 @@ def test_run_skips_notebook_09_without_the_extra(monkeypatch):
     message = run.missing_extra(Path("notebooks/09_water.py"))
     assert message and "pip install -e '.[water]'" in message
     assert run.missing_extra(Path("notebooks/05_train.py")) is None
+
+
+def test_window_prediction_equals_the_full_map(trained):
+    from lcgee import water_stage
+
+    model, _, arr, _, _ = trained
+    whole = water.predict_probability(model, arr, chunk=64)
+    for win in (("inner", 10, 12, 20, 25), ("corner", 0, 30, 17, 26)):
+        _, r, c, h, w = win
+        np.testing.assert_array_equal(water_stage.predict_window(model, arr, win, chunk=9),
+                                      whole[r:r + h, c:c + w])
