@@ -54,7 +54,6 @@ def _jax() -> Any:
     require("jax", "water")
     import jax
 
-    jax.config.update("jax_enable_x64", False)
     return jax
 
 

@@ -108,8 +108,20 @@ def water_image(model: WaterModel, composite_image: Any | None = None, *,
 
 
 def water_graph(model: WaterModel, composite_image: Any | None = None) -> dict[str, Any]:
-    """The serialized request (``values`` + ``result``) of :func:`water_image`."""
-    return json.loads(water_image(model, composite_image).serialize())
+    """The serialized request (``values`` + ``result``) of :func:`water_image`.
+
+    The weights travel inline; a request over the inline share of Earth Engine's 10 MB limit
+    (only with hundreds of input bands, more than Earth Engine classifies) is refused.
+    """
+    from lcgee.errors import ModelError
+    from lcgee.gee.classify import INLINE_FRACTION, REQUEST_LIMIT_BYTES
+
+    graph = json.loads(water_image(model, composite_image).serialize())
+    size = payload_bytes(graph)
+    if size > INLINE_FRACTION * REQUEST_LIMIT_BYTES:
+        raise ModelError(f"the water graph is {size / 1e6:.1f} MB, too large for one request",
+                         where="gee.water.water_graph", fix="use fewer water.bands")
+    return graph
 
 
 def payload_bytes(graph: dict[str, Any]) -> int:
