@@ -109,7 +109,7 @@ for kind, m in models.items():
 ax.set_xlabel("epoch")
 ax.set_ylabel("cross-entropy")
 ax.set_title("training curve")
-ax.legend()
+_ = ax.legend()
 
 # %% [markdown]
 # ## 3. The water map (chunked, halo 3 px) next to true colour and the LightGBM map
