@@ -247,3 +247,26 @@ def test_window_prediction_equals_the_full_map(trained):
         _, r, c, h, w = win
         np.testing.assert_array_equal(water_stage.predict_window(model, arr, win, chunk=9),
                                       whole[r:r + h, c:c + w])
+
+
+def test_run_skips_the_water_stage_and_records_why(tmp_path, monkeypatch, caplog):
+    import importlib.util
+
+    from lcgee import run
+
+    (tmp_path / "p.yaml").write_text("name: skip\naoi: {bbox: [130.30, 33.50, 130.32, 33.52]}\n"
+                                     "dates: {start: 2021-05-01, end: 2021-06-01}\n"
+                                     "stac: {url: 'http://127.0.0.1:9/unused'}\n")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    (nbs / "09_water.py").write_text("# %%\nraise RuntimeError('must not run')\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "jax" else real(name, *a))
+    with caplog.at_level("WARNING", logger="lcgee.run"):
+        result = run.run(tmp_path / "p.yaml", out_dir=tmp_path / "out", notebooks_dir=nbs,
+                         progress=False)
+    assert result.stages == []
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "pip install -e '.[water]'" in record["skipped"]["09_water"]
+    assert "09_water skipped" in caplog.text
