@@ -18,7 +18,7 @@ from lcgee.errors import DataError
 from lcgee.files import write_json
 from lcgee.grid import Grid
 
-__all__ = ["Window", "windows", "scl_fraction", "train_on", "predict_window", "write_water_maps",
+__all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window", "write_water_maps",
            "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
 
 Window = tuple[str, int, int, int, int]  #: (region name, row, col, height, width) in the run grid
@@ -35,6 +35,19 @@ def windows(stage: Any, role: str) -> list[Window]:
         raise DataError(f"no region with role {role!r}", where="regions",
                         fix=f"add a region with role: {role}")
     return out
+
+
+def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
+    """The network's input bands ``(band, y, x)`` float32 from the run's feature stack."""
+    from lcgee.errors import ParamsError
+
+    have = [str(b) for b in features["band"].values]
+    missing = [b for b in bands if b not in have]
+    if missing:
+        raise ParamsError(f"water.bands {missing} are not in the run's features {have}",
+                          where="water.bands",
+                          fix="choose among the features, or add the index to features.indices")
+    return np.asarray(features.sel(band=list(bands)).values, dtype=np.float32)
 
 
 def _cut(array: np.ndarray, win: Window) -> np.ndarray:

@@ -38,7 +38,7 @@ client = search.open_client(stage.stac_url, sign=p.stac.sign)
 table = pd.read_parquet(stage.path("scenes.parquet"))
 items = search.fetch_items(client, p.stac.collection, table["id"])
 feats_da = features.read_features(stage.run_dir, chunks=None)
-feats = np.asarray(feats_da.sel(band=list(cfg.bands)).values, dtype=np.float32)
+feats = ws.water_features(feats_da, cfg.bands)
 wc = read_cog(stage.path("labels.tif"), chunks=None).values[0]
 frac = (ws.scl_fraction(items, stage.grid, stage.folder("masks"), engine=p.load.engine,
                         chunk=p.load.chunk) if cfg.label_source != "worldcover" else None)

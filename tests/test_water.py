@@ -270,3 +270,15 @@ def test_run_skips_the_water_stage_and_records_why(tmp_path, monkeypatch, caplog
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert "pip install -e '.[water]'" in record["skipped"]["09_water"]
     assert "09_water skipped" in caplog.text
+
+
+def test_water_bands_missing_from_the_features_is_a_params_error():
+    import xarray as xr
+
+    from lcgee.errors import ParamsError
+    from lcgee.water_stage import water_features
+
+    da = xr.DataArray(np.zeros((2, 3, 3)), dims=("band", "y", "x"), coords={"band": ["B02", "NDVI"]})
+    assert water_features(da, ["NDVI"]).shape == (1, 3, 3)
+    with pytest.raises(ParamsError, match="MNDWI"):
+        water_features(da, ["B02", "MNDWI"])
