@@ -18,7 +18,8 @@ from lcgee.errors import DataError
 from lcgee.files import write_json
 from lcgee.grid import Grid
 
-__all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window", "write_water_maps",
+__all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window",
+           "write_water_maps",
            "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
 
 Window = tuple[str, int, int, int, int]  #: (region name, row, col, height, width) in the run grid
