@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from lcgee.errors import LcgeeError
 from lcgee.procs import Terminated, handle_signals
@@ -124,9 +125,26 @@ def _cmd_ee(args: argparse.Namespace) -> int:
           f"route: {result['route']}")
     print(result["table"].to_string(index=False))
     bad = int(result["table"]["disagreements"].sum())
+    bad += _verify_water(Path(args.run_dir), args.region)
     print("OK: Earth Engine would reproduce the local labels" if bad == 0 else
           f"MISMATCH: {bad} disagreement(s); do not export this model")
     return 0 if bad == 0 else 3
+
+
+def _verify_water(run_dir: Path, region: str | None) -> int:
+    """The water CNN's dry run when notebook 09 made a model: number of failed checks."""
+    from lcgee.water_stage import dry_run as water_dry_run
+
+    check = water_dry_run(run_dir, region=region)
+    if check is None:
+        return 0
+    ok = check["max_probability_diff"] <= 1e-5 and check["class_disagreements"] == 0 \
+        and check["nodata_agrees"]
+    print(f"water CNN graph offline vs local ({check['region']}): {check['pixels']} px, "
+          f"max |p_ee - p_local| {check['max_probability_diff']:.2e}, "
+          f"{check['class_disagreements']} class disagreement(s), {check['ties']} exact tie(s), "
+          f"payload {check['payload_bytes'] / 1e6:.2f} MB")
+    return 0 if ok else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -251,6 +251,23 @@ class EEParams(_Section):
     retries: int = Field(6, ge=1, le=20, description="attempts per request on 429 / 5xx / timeout")
 
 
+class WaterParams(_Section):
+    label_source: Literal["worldcover", "scl", "both"] = Field(
+        "both", description="noisy water labels: WorldCover class 80, SCL class 6, or either")
+    scl_min_fraction: float = Field(0.5, gt=0, le=1,
+                                    description="SCL water in at least this share of clear scenes")
+    bands: tuple[str, ...] = Field(("B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "MNDWI"),
+                                   description="network inputs: composite bands / feature indices")
+    correction_iterations: int = Field(3, ge=0, le=20, description="self-learning rounds (0: none)")
+    correction_confidence: float = Field(0.95, gt=0.5, lt=1,
+                                         description="flip a label when the other class is this likely")
+    samples_per_class: int = Field(3000, ge=50, description="7 x 7 patches per class")
+    epochs: int = Field(12, ge=1, le=500)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    chunk: int = Field(512, ge=16, le=8192, description="prediction chunk size (px)")
+    seed: int = Field(0)
+
+
 class DaskParams(_Section):
     address: str | None = Field(None, description="existing scheduler; default: local cluster")
     n_workers: int = Field(1, ge=1)
@@ -280,6 +297,7 @@ class Params(_Section):
     labels: LabelParams = Field(default_factory=LabelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     ee: EEParams = Field(default_factory=EEParams)
+    water: WaterParams = Field(default_factory=WaterParams)
     dask: DaskParams = Field(default_factory=DaskParams)
     demo: DemoParams = Field(default_factory=DemoParams)
 

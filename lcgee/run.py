@@ -31,7 +31,7 @@ from lcgee.procs import kernel_manager_class, run_scope
 from lcgee.secrets import redact, secret_values
 
 __all__ = ["run", "RunResult", "StageResult", "notebook_paths", "NOTEBOOK_PARAMETERS",
-           "default_notebooks_dir"]
+           "default_notebooks_dir", "missing_extra", "OPTIONAL_STAGES"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,21 @@ def _data_endpoint(params: Params, progress: bool) -> Iterator[str | None]:
         yield server.stac_url
 
 
+#: Stages that need an optional extra: notebook stem -> (module, extra).
+OPTIONAL_STAGES = {"09_water": ("jax", "water")}
+
+
+def missing_extra(nb: Path) -> str | None:
+    """Why ``nb`` cannot run here (its optional extra is not installed), or None."""
+    import importlib.util
+
+    module, extra = OPTIONAL_STAGES.get(nb.stem, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return (f"needs the optional extra '{extra}' ({module} is not installed); "
+            f"pip install -e '.[{extra}]' to run it")
+
+
 def run(params_file: str | Path, overrides: list[str] | None = None, *,
         out_dir: str | Path | None = None, notebooks_dir: Path | None = None,
         force: bool = False, progress: bool = True) -> RunResult:
@@ -137,6 +152,11 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
     source, previous = _source_digest(), ""
     with run_scope(), _data_endpoint(params, progress) as stac_url:
         for nb in _progress(notebooks, progress):
+            missing = missing_extra(nb)
+            if missing:
+                log.warning("stage %s skipped: %s", nb.stem, missing)
+                record.setdefault("skipped", {})[nb.stem] = missing
+                continue
             text = nb.read_text()
             key = _stage_key(text, params, source, previous)
             stage = _run_stage(nb, text, key, run_dir, resolved, stac_url, force, progress)

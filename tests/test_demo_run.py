@@ -80,6 +80,7 @@ def test_demo_run_trains_maps_and_exports(demo_run):
     assert meta["feature_names"][:3] == ["B02", "B03", "B04"] and "NDVI" in meta["feature_names"]
     assert set(meta["training_regions"]) == {"train_west", "train_east"}
     metrics = json.loads((out / "metrics.json").read_text())
+    metrics.pop("water", None)  # notebook 09's section (test_demo_run_maps_water)
     assert "block_cv" in metrics and "holdout_map_south_vs_truth" in metrics
     scored = {k: m for k, m in metrics.items() if k not in ("baseline", "training")}
     for name, m in scored.items():
@@ -108,3 +109,25 @@ def test_demo_run_trains_maps_and_exports(demo_run):
                           capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: Earth Engine would reproduce the local labels" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_run_maps_water(demo_run):
+    out, _, _ = demo_run
+    water = json.loads((out / "metrics.json").read_text())["water"]
+    f1 = water["f1"]
+    assert set(f1) == {"a_ndwi_otsu", "b_cnn_noisy", "c_cnn_corrected", "d_lightgbm"}
+    assert all(water["corrected_beats"].values()), f1
+    assert f1["c_cnn_corrected"]["paddy_as_water"] < 0.001  # flooded paddies are not water
+    dry = water["ee_dry_run"]
+    assert dry["max_probability_diff"] <= 1e-5 and dry["class_disagreements"] == 0
+    assert dry["nodata_agrees"] and dry["pixels"] > 100_000
+    noise = {(r["region"], r["labels"]): r["disagreement"] for r in water["label_noise"]}
+    for region in ("train_west", "train_east"):
+        assert noise[(region, "corrected")] < noise[(region, "noisy")]
+    with rasterio.open(out / "water.tif") as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 255 and src.overviews(1)
+    item = json.loads((out / "water.json").read_text())
+    assert set(item["assets"]) == {"water", "water_probability"}
+    meta = json.loads((out / "model" / "water" / "water_model.json").read_text())
+    assert meta["bands"][:3] == ["B02", "B03", "B04"] and meta["provenance"]["labels"] == "corrected"

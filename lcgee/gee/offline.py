@@ -178,6 +178,10 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
     })
     for reducer in _REDUCERS:
         table[f"Reducer.{reducer}"] = lambda a, r=reducer: _Reducer(r)
+    # Neighbourhood arrays and matrix products (the water CNN): a separate module.
+    from lcgee.gee.offline_arrays import array_functions
+
+    table.update(array_functions(ctx, dict(table)))
     return table
 
 
@@ -375,7 +379,7 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
                         where="evaluate_graph", fix="serialize an ee.Image")
     out: dict[str, np.ndarray] = {}
     for name, data, mask in zip(result.names, result.data, result.masks, strict=True):
-        full_mask = mask if data.ndim == 2 else np.broadcast_to(mask[..., None], data.shape)
+        full_mask = np.broadcast_to(mask.reshape(mask.shape + (1,) * (data.ndim - 2)), data.shape)
         if masked:
             out[name] = np.ma.MaskedArray(data, mask=~full_mask)
         elif data.dtype.kind == "f":

@@ -1,0 +1,225 @@
+"""The water stage (notebook 09): labels on the run grid, both networks, maps, measures, dry run.
+
+Thin glue over :mod:`lcgee.water` (labels, correction, network) and :mod:`lcgee.gee.water`
+(the Earth Engine graph), so notebook 09 and ``lcgee ee verify`` share it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lcgee import water
+from lcgee.errors import DataError
+from lcgee.files import write_json
+from lcgee.grid import Grid
+
+__all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window",
+           "write_water_maps",
+           "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
+
+Window = tuple[str, int, int, int, int]  #: (region name, row, col, height, width) in the run grid
+
+
+def windows(stage: Any, role: str) -> list[Window]:
+    """The run-grid windows of the regions with ``role`` (``train`` / ``predict``)."""
+    out = []
+    for name in stage.params.regions_with(role):
+        rg = stage.region_grid(name)
+        (r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
+        out.append((name, r0, c0, h, w))
+    if not out:
+        raise DataError(f"no region with role {role!r}", where="regions",
+                        fix=f"add a region with role: {role}")
+    return out
+
+
+def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
+    """The network's input bands ``(band, y, x)`` float32 from the run's feature stack."""
+    from lcgee.errors import ParamsError
+
+    have = [str(b) for b in features["band"].values]
+    missing = [b for b in bands if b not in have]
+    if missing:
+        raise ParamsError(f"water.bands {missing} are not in the run's features {have}",
+                          where="water.bands",
+                          fix="choose among the features, or add the index to features.indices")
+    return np.asarray(features.sel(band=list(bands)).values, dtype=np.float32)
+
+
+def _cut(array: np.ndarray, win: Window) -> np.ndarray:
+    _, r, c, h, w = win
+    return array[..., r:r + h, c:c + w]
+
+
+def scl_fraction(items: Sequence[Any], grid: Grid, masks_dir: Path, *, engine: str, chunk: int
+                 ) -> np.ndarray:
+    """Share of clear observations (the run's cloud masks) that SCL calls water, on the run grid."""
+    from lcgee.clouds import CLEAR
+    from lcgee.load import load_stack
+    from lcgee.masks import read_masks
+
+    ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
+    masks = read_masks(masks_dir, [it.id for it in items], chunk=chunk)
+    scl = ds["SCL"].data
+    clear = (masks.data == CLEAR) & (scl > 0)
+    n = clear.sum(axis=0)
+    hits = ((scl == water.SCL_WATER) & clear).sum(axis=0)
+    n, hits = np.asarray(n.compute()), np.asarray(hits.compute())
+    return np.where(n > 0, hits / np.maximum(n, 1), np.nan).astype(np.float32)
+
+
+def train_on(features: np.ndarray, labels: np.ndarray, train: Sequence[Window], bands: list[str],
+             cfg: Any, provenance: Mapping[str, Any]) -> water.WaterModel:
+    """Balanced 7 x 7 patches from every training window, then :func:`water.train_network`."""
+    xs, ys = [], []
+    per_region = max(cfg.samples_per_class // len(train), 10)
+    for i, win in enumerate(train):
+        x, y = water.sample_patches(_cut(features, win), _cut(labels, win),
+                                    per_class=per_region, seed=cfg.seed + i)
+        xs.append(x)
+        ys.append(y)
+    return water.train_network(np.concatenate(xs), np.concatenate(ys), bands, epochs=cfg.epochs,
+                               learning_rate=cfg.learning_rate, seed=cfg.seed,
+                               provenance=provenance)
+
+
+def predict_window(model: water.WaterModel, features: np.ndarray, win: Window, *,
+                   chunk: int = 512) -> np.ndarray:
+    """Water probability of one window only (read with a 3 px halo: equal to the full map there)."""
+    _, r, c, h, w = win
+    H, W = features.shape[1:]
+    a0, b0 = max(r - water.HALO, 0), max(c - water.HALO, 0)
+    a1, b1 = min(r + h + water.HALO, H), min(c + w + water.HALO, W)
+    prob = water.predict_probability(model, features[:, a0:a1, b0:b1], chunk=chunk)
+    return prob[r - a0:r - a0 + h, c - b0:c - b0 + w]
+
+
+def write_water_maps(prob: np.ndarray, grid: Grid, run_dir: Path, *, run_name: str, start: str,
+                     end: str) -> dict[str, Path]:
+    """``water_probability.tif`` (float32, NaN nodata), ``water.tif`` (uint8 1/0, 255 nodata),
+    and ``water.json`` (a STAC Item with both assets)."""
+    from lcgee.predict import stac_item
+    from lcgee.raster import CogSpec, write_cogs
+
+    cls = np.where(np.isfinite(prob), (prob > 0.5).astype(np.uint8), 255).astype(np.uint8)
+    paths = {"probability": run_dir / "water_probability.tif", "water": run_dir / "water.tif"}
+    write_cogs([CogSpec(paths["probability"], prob.astype(np.float32), float("nan"),
+                        ["water_probability"]),
+                CogSpec(paths["water"], cls, 255, ["water"],
+                        {0: (255, 255, 255, 255), 1: (0, 100, 200, 255)})], grid)
+    item = stac_item(grid, paths["water"], [0, 1], model_href="./model/water/water_model.json",
+                     start=start, end=end, item_id=f"{run_name}-water")
+    asset = item["assets"].pop("landcover")
+    asset.update({"title": "Surface water (1 water, 0 not water)",
+                  "classification:classes": [
+                      {"value": 0, "name": "not_water", "description": "not water"},
+                      {"value": 1, "name": "water", "description": "water"}],
+                  "raster:bands": [{"nodata": 255, "data_type": "uint8",
+                                    "spatial_resolution": grid.resolution}]})
+    item["assets"]["water"] = asset
+    item["assets"]["water_probability"] = {
+        "href": f"./{paths['probability'].name}", "roles": ["data"],
+        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+        "title": "Water probability of the pixel CNN",
+        "raster:bands": [{"nodata": "nan", "data_type": "float32",
+                          "spatial_resolution": grid.resolution}]}
+    item["properties"]["lcgee:classifier"] = "pixel CNN (JAX)"
+    item["links"][0]["title"] = "the water CNN that made this map"
+    paths["item"] = write_json(run_dir / "water.json", item)
+    return paths
+
+
+def lightgbm_water(landcover: np.ndarray) -> np.ndarray:
+    """The LightGBM map's water class (code 80) as booleans."""
+    return np.asarray(landcover) == water.WATER_CODE
+
+
+def compare_methods(maps: Mapping[str, np.ndarray], truth: np.ndarray, subclass: np.ndarray | None,
+                    valid: np.ndarray) -> dict[str, dict[str, float]]:
+    """Water F1 / precision / recall (and paddies mapped as water) of each boolean map."""
+    truth_water = np.asarray(truth) == water.WATER_CODE
+    out = {}
+    for name, pred in maps.items():
+        row = water.water_scores(pred, truth_water, valid)
+        if subclass is not None:
+            row["paddy_as_water"] = round(water.paddy_as_water(pred, subclass, valid), 4)
+        out[name] = row
+    return out
+
+
+def verify_graph(model: water.WaterModel, features: Any, local_prob: np.ndarray, win: Window, *,
+                 composite_bands: Sequence[str], tile: int = 128) -> dict[str, Any]:
+    """Evaluate the Earth Engine graph offline over ``win``, tile by tile with a 3 px halo.
+
+    ``features`` is the run's ``(band, y, x)`` feature DataArray (its composite bands feed the
+    graph, which recomputes the indices); ``local_prob`` the local water probability on the
+    run grid. Returns the largest probability difference, class disagreements (ties excluded)
+    and whether both mask the same pixels, plus the offline probability of the window.
+    """
+    from lcgee.gee import offline, session
+    from lcgee.gee import water as gw
+
+    session.init_offline()
+    graph = gw.water_graph(model)
+    comp_bands = [b for b in composite_bands if b in set(features["band"].values)]
+    _, r0, c0, h, w = win
+    H, W = features.shape[1:]
+    ee_prob = np.full((h, w), np.nan)
+    ee_class = np.zeros((h, w), np.uint8)
+    halo = water.HALO
+    for tr in range(r0, r0 + h, tile):
+        for tc in range(c0, c0 + w, tile):
+            tr1, tc1 = min(tr + tile, r0 + h), min(tc + tile, c0 + w)
+            a0, b0, a1, b1 = max(tr - halo, 0), max(tc - halo, 0), min(tr1 + halo, H), min(tc1 + halo, W)
+            comp = {b: np.asarray(features.sel(band=b)[a0:a1, b0:b1].values, np.float64)
+                    for b in comp_bands}
+            out = offline.evaluate_graph(graph, comp)
+            rs, cs = slice(tr - a0, tr - a0 + tr1 - tr), slice(tc - b0, tc - b0 + tc1 - tc)
+            ee_prob[tr - r0:tr1 - r0, tc - c0:tc1 - c0] = out[gw.PROBABILITY_BAND][rs, cs]
+            ee_class[tr - r0:tr1 - r0, tc - c0:tc1 - c0] = out[gw.CLASS_BAND][rs, cs]
+    local = _cut(local_prob, win).astype(np.float64)
+    ok = np.isfinite(local) & np.isfinite(ee_prob)
+    tie = np.isclose(local, 0.5, atol=1e-6, rtol=0)
+    disagree = ok & ~tie & ((local > 0.5) != (ee_class == 1))
+    return {"pixels": int(ok.sum()), "max_probability_diff": float(np.max(np.abs(local - ee_prob)[ok]))
+            if ok.any() else 0.0, "class_disagreements": int(disagree.sum()), "ties": int((ok & tie).sum()),
+            "nodata_agrees": bool(np.array_equal(np.isfinite(local), np.isfinite(ee_prob))),
+            "payload_bytes": gw.payload_bytes(graph), "functions": sorted(offline.function_names(graph)),
+            "ee_probability": ee_prob}
+
+
+def dry_run(run_dir: Path, *, region: str | None = None) -> dict[str, Any] | None:
+    """Verify ``model/water`` against the Earth Engine graph on a finished run (None: no model)."""
+    from lcgee.features import read_features
+    from lcgee.params import load_params
+    from lcgee.raster import read_cog
+    from lcgee.stage import Stage
+
+    model_dir = run_dir / "model" / "water"
+    if not (model_dir / "water_model.json").is_file():
+        return None
+    params = load_params(run_dir / "params.yaml")
+    stage = Stage(params=params, params_file=run_dir / "params.yaml", run_dir=run_dir,
+                  stac_url=params.stac.url)
+    model = water.load_model(model_dir)
+    wins = [w for w in windows(stage, "predict") if region is None or w[0] == region]
+    if not wins:
+        raise DataError(f"no predict region named {region!r}", where="lcgee ee verify",
+                        fix="pass --region with a region whose role is predict")
+    feats = read_features(run_dir, chunks=None)
+    prob = read_cog(run_dir / "water_probability.tif", chunks=None).values[0]
+    result = verify_graph(model, feats, prob, wins[0], composite_bands=list(params.features.bands))
+    result["region"] = wins[0][0]
+    return result
+
+
+def update_metrics(path: Path, section: str, values: Mapping[str, Any]) -> Path:
+    """Read ``metrics.json`` (if any), set ``section``, write it back atomically."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[section] = values
+    return write_json(path, data)
