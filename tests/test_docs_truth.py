@@ -13,7 +13,8 @@ from lcgee.demo.world import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 _COMMAND = re.compile(r"`(lcgee [^`]+)`")
-_NEEDS_ARG = {("run",): ["p.yaml"], ("params", "check"): ["p.yaml"], ("ee", "verify"): ["out"]}
+_NEEDS_ARG = {("run",): ["p.yaml"], ("params", "check"): ["p.yaml"], ("ee", "verify"): ["out"],
+              ("doctor",): ["p.yaml"]}
 
 
 def _sources() -> list[Path]:
