@@ -201,6 +201,19 @@ def handle_signals() -> None:
 
 # ---- Jupyter kernels ------------------------------------------------------------------------
 
+def _ipc_prefix() -> str:
+    """Where a kernel's IPC sockets go: the run-scoped folder, if the path fits a socket.
+
+    Unix socket paths are limited to ~107 bytes; under a deep temp folder Linux's abstract
+    namespace (``@name``: no file at all, gone when the sockets close) is used instead.
+    """
+    tag = uuid.uuid4().hex[:8]
+    path = str(Path(tempfile.gettempdir()) / f"kernel-{tag}-ipc")
+    if len(path.encode()) > 96 and sys.platform.startswith("linux"):
+        return f"@lcgee-{os.getpid()}-{tag}"
+    return path
+
+
 @functools.cache
 def kernel_manager_class() -> type:
     """An ``AsyncKernelManager`` over IPC whose kernel dies with lcgee and writes to a file."""
@@ -210,6 +223,8 @@ def kernel_manager_class() -> type:
         def __init__(self, **kwargs: Any) -> None:
             kwargs.setdefault("transport", "ipc")
             super().__init__(**kwargs)
+            if self.transport == "ipc" and not os.path.isabs(self.ip):
+                self.ip = _ipc_prefix()  # the default is relative to the output folder
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw.update(child_popen_kwargs())

@@ -116,6 +116,7 @@ def _kill_and_check(project: Path, proc: subprocess.Popen, sig: int, expect: set
         assert len(procs.sweep_stale(scope)) == 1
     leftovers = [p for p in (project / "tmp").rglob("*") if p != scope]
     assert not leftovers, leftovers
+    assert not list((project / "out").glob("kernel-*")), list((project / "out").iterdir())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
