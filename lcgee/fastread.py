@@ -1,0 +1,157 @@
+"""Direct windowed reads for assets on the run grid's lattice (the common Sentinel-2 case).
+
+When an asset's pixels line up with the run's :class:`~lcgee.grid.Grid` -- same CRS, north-up,
+a pixel size that is a whole multiple ``f`` of the grid's, pixel edges on the grid's lattice,
+and the grid's window inside the asset -- nearest-neighbour resampling is pure index
+arithmetic: grid pixel ``n`` (counted from the asset's edge, in grid pixels) takes asset pixel
+``n // f``. Each Dask task then reads just the asset window under its tile with rasterio and
+repeats pixels, instead of going through odc-stac's per-chunk reprojection machinery (which
+costs about three times the bare reads on the demo, see ``bench/imagery.py``).
+
+:func:`replace_aligned` swaps those variables of a lazily loaded odc-stac Dataset for such
+reads, keeping its coordinates, dtype and chunks; variables of items that are not aligned keep
+odc-stac's graph. Values are those odc-stac gives (tested against it, including odc-stac's
+nodata remapping when the file's nodata differs from the STAC ``raster:bands`` one).
+
+Open datasets on HTTP(S) are kept per worker thread for a few minutes (GDAL opens hold the
+GIL and cost a round trip; a scene's file is read once per spatial tile), keyed by the URL as
+signed at graph time; local files are opened per read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from lcgee.grid import Grid
+
+__all__ = ["ENABLED", "asset_layout", "replace_aligned", "read_block"]
+
+#: Switch for tests and comparisons: False leaves every variable to odc-stac.
+ENABLED = True
+
+_HANDLE_TTL_S = 300.0
+_HANDLE_MAX = 256
+_local = threading.local()
+
+Layout = tuple[int, int, int, int, int, Any]  # factor, row0, col0, height, width, nodata
+
+
+def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
+    """``(factor, row0, col0, height, width, declared nodata)`` of an aligned asset, else None.
+
+    ``row0`` / ``col0``: the grid's top-left corner in grid pixels from the asset's corner.
+    """
+    a = item.assets.get(asset)
+    if a is None:
+        return None
+    fields = {**item.properties, **a.extra_fields}
+    transform, shape = fields.get("proj:transform"), fields.get("proj:shape")
+    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}"
+                                      if fields.get("proj:epsg") else None)
+    if transform is None or shape is None or code is None or grid.epsg is None:
+        return None
+    if code.upper() != f"EPSG:{grid.epsg}":
+        return None
+    sx, rx, left, ry, sy, top = (float(v) for v in transform[:6])
+    res = grid.resolution
+    gx, _, gleft, _, gy, gtop = grid.affine[:6]
+    if rx or ry or sx <= 0 or sy != -sx or gx != res or gy != -res:
+        return None
+    factor = round(sx / res)
+    col0, row0 = (gleft - left) / res, (top - gtop) / res
+    if (factor < 1 or abs(sx - factor * res) > 1e-9 * res
+            or abs(col0 - round(col0)) > 1e-6 or abs(row0 - round(row0)) > 1e-6):
+        return None
+    row0, col0 = round(row0), round(col0)
+    height, width = int(shape[0]), int(shape[1])
+    if (row0 < 0 or col0 < 0 or (row0 + grid.height - 1) // factor >= height
+            or (col0 + grid.width - 1) // factor >= width):
+        return None
+    bands = a.extra_fields.get("raster:bands") or [{}]
+    return factor, row0, col0, height, width, bands[0].get("nodata")
+
+
+def _open(href: str) -> Any:
+    """A rasterio dataset: cached per thread for HTTP(S), fresh for local files."""
+    import rasterio
+
+    if not href.startswith(("http://", "https://", "/vsicurl")):
+        return rasterio.open(href), True
+    cache: OrderedDict[str, tuple[float, Any]] | None = getattr(_local, "handles", None)
+    if cache is None:
+        cache = _local.handles = OrderedDict()
+    now = time.monotonic()
+    hit = cache.pop(href, None)
+    if hit is not None and now - hit[0] < _HANDLE_TTL_S:
+        cache[href] = hit
+        return hit[1], False
+    if hit is not None:
+        hit[1].close()
+    src = rasterio.open(href)
+    cache[href] = (now, src)
+    while len(cache) > _HANDLE_MAX:
+        cache.popitem(last=False)[1][1].close()
+    return src, False
+
+
+def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
+               patch_url: Callable[[str], str] | None = None, *,
+               block_info: dict | None = None) -> np.ndarray:
+    """One ``(time, y, x)`` uint16 block: each scene's asset window, pixels repeated to the grid."""
+    from rasterio.windows import Window
+
+    assert block_info is not None
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
+    for k, (href, (f, row0, col0, _, _, declared)) in enumerate(zip(hrefs[t0:t1],
+                                                                     layouts[t0:t1])):
+        rows = np.arange(row0 + r0, row0 + r1) // f
+        cols = np.arange(col0 + c0, col0 + c1) // f
+        window = Window(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                        int(rows[-1] - rows[0] + 1))
+        src, close = _open(patch_url(href) if patch_url else href)
+        try:
+            pix = src.read(1, window=window, out_dtype="uint16")
+            nodata = src.nodatavals[0]
+        finally:
+            if close:
+                src.close()
+        if declared is not None and nodata is not None and declared != nodata:
+            pix[pix == np.uint16(nodata)] = np.uint16(declared)  # odc-stac's remapping
+        if f > 1:
+            pix = pix[np.ix_(rows - rows[0], cols - cols[0])]
+        out[k] = pix
+    return out
+
+
+def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
+                    patch_url: Callable[[str], str] | None = None) -> xr.Dataset:
+    """``ds`` (lazy odc-stac load of ``items`` on ``grid``) with aligned variables read directly.
+
+    A variable is replaced only when every item's asset is aligned (see module docstring);
+    coordinates, dtype (uint16) and chunks stay those of ``ds``.
+    """
+    if not ENABLED or not items:
+        return ds
+    out = {}
+    for name, var in ds.data_vars.items():
+        layouts = [asset_layout(it, str(name), grid) for it in items]
+        if (var.dtype != np.uint16 or var.dims != ("time", "y", "x") or var.chunks is None
+                or any(lay is None for lay in layouts)):
+            continue
+        hrefs = [it.assets[str(name)].href for it in items]
+        token = tokenize(hrefs, layouts, var.chunks, patch_url)
+        data = da.map_blocks(read_block, hrefs, layouts, patch_url, chunks=var.data.chunks,
+                             dtype=np.uint16, meta=np.empty((0, 0, 0), np.uint16),
+                             name=f"lcgee-read-{name}-{token}")
+        out[name] = var.copy(data=data)
+    return ds.assign(out) if out else ds
