@@ -109,7 +109,10 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     """One ``(time, y, x)`` uint16 block: each scene's asset window, pixels repeated to the grid."""
     from rasterio.windows import Window
 
+    from lcgee.load import configure_gdal
+
     assert block_info is not None
+    configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster
     (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
     out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
     for k, (href, (f, row0, col0, _, _, declared)) in enumerate(zip(hrefs[t0:t1],

@@ -54,6 +54,7 @@ scene_masks = masks.scene_masks(items, stage.grid, p.clouds, client=client,
                                 earth_engine=ee_options)
 paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
                           key=masks.mask_key(p.clouds, stage.grid))
+scene_masks = masks.from_files(scene_masks, stage.folder("masks"), chunk=p.load.chunk)
 print(pd.Series([s for _, s, _ in scene_masks]).value_counts().to_string())
 
 # %% [markdown]

@@ -134,3 +134,21 @@ def _table(items):
     from lcgee.scenes import scene_table
 
     return scene_table(items)
+
+
+def test_masks_from_files_reuse_the_written_masks(small_search, small_world, tmp_path):
+    """Notebook 02 compares sources and scores quality on masks read back from its files,
+    not recomputed from the imagery (which read every scene's probability, B08 and SCL
+    again)."""
+    client, items = small_search
+    grid = small_world.grid
+    cfg = load_params("params/demo.yaml").clouds
+    got = masks.scene_masks(items[:3], grid, cfg, client=client, chunk=128)
+    assert any(_is_direct(m) for _, _, m in got)
+    masks.write_masks(got, grid, tmp_path, key="k", progress=False)
+    again = masks.from_files(got, tmp_path, chunk=128)
+    assert [(i, s) for i, s, _ in again] == [(i, s) for i, s, _ in got]
+    assert not any(_is_direct(m) for _, _, m in again)
+    for (_, _, a), (_, _, b) in zip(got, again):
+        assert b.dims == ("y", "x") and b.dtype == np.uint8
+        np.testing.assert_array_equal(a.values, b.values)
