@@ -13,16 +13,12 @@ reads, keeping its coordinates, dtype and chunks; variables of items that are no
 odc-stac's graph. Values are those odc-stac gives (tested against it, including odc-stac's
 nodata remapping when the file's nodata differs from the STAC ``raster:bands`` one).
 
-Open datasets on HTTP(S) are kept per worker thread for a few minutes (GDAL opens hold the
-GIL and cost a round trip; a scene's file is read once per spatial tile), keyed by the URL as
-signed at graph time; local files are opened per read.
+Each read opens and closes its file: handles kept open across tasks keep their decoded blocks
+in GDAL's block cache (up to 5 % of RAM), which broke the memory bound of ``bench/scale.py``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,9 +34,6 @@ __all__ = ["ENABLED", "asset_layout", "replace_aligned", "read_block"]
 #: Switch for tests and comparisons: False leaves every variable to odc-stac.
 ENABLED = True
 
-_HANDLE_TTL_S = 300.0
-_HANDLE_MAX = 256
-_local = threading.local()
 
 Layout = tuple[int, int, int, int, int, Any]  # factor, row0, col0, height, width, nodata
 
@@ -80,33 +73,11 @@ def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
     return factor, row0, col0, height, width, bands[0].get("nodata")
 
 
-def _open(href: str) -> Any:
-    """A rasterio dataset: cached per thread for HTTP(S), fresh for local files."""
-    import rasterio
-
-    if not href.startswith(("http://", "https://", "/vsicurl")):
-        return rasterio.open(href), True
-    cache: OrderedDict[str, tuple[float, Any]] | None = getattr(_local, "handles", None)
-    if cache is None:
-        cache = _local.handles = OrderedDict()
-    now = time.monotonic()
-    hit = cache.pop(href, None)
-    if hit is not None and now - hit[0] < _HANDLE_TTL_S:
-        cache[href] = hit
-        return hit[1], False
-    if hit is not None:
-        hit[1].close()
-    src = rasterio.open(href)
-    cache[href] = (now, src)
-    while len(cache) > _HANDLE_MAX:
-        cache.popitem(last=False)[1][1].close()
-    return src, False
-
-
 def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
                patch_url: Callable[[str], str] | None = None, *,
                block_info: dict | None = None) -> np.ndarray:
     """One ``(time, y, x)`` uint16 block: each scene's asset window, pixels repeated to the grid."""
+    import rasterio
     from rasterio.windows import Window
 
     from lcgee.load import configure_gdal
@@ -121,13 +92,9 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
         cols = np.arange(col0 + c0, col0 + c1) // f
         window = Window(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
                         int(rows[-1] - rows[0] + 1))
-        src, close = _open(patch_url(href) if patch_url else href)
-        try:
+        with rasterio.open(patch_url(href) if patch_url else href) as src:
             pix = src.read(1, window=window, out_dtype="uint16")
             nodata = src.nodatavals[0]
-        finally:
-            if close:
-                src.close()
         if declared is not None and nodata is not None and declared != nodata:
             pix[pix == np.uint16(nodata)] = np.uint16(declared)  # odc-stac's remapping
         if f > 1:
