@@ -28,7 +28,7 @@ from lcgee.errors import DataError, DataWarning
 from lcgee.signing import SigningRioDriver
 
 __all__ = ["BadAsset", "GuardedDriver", "drop_unreadable", "guarded_driver", "read_error",
-           "unreadable_assets", "without_query"]
+           "reason", "unreadable_assets", "without_query"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def without_query(href: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if parts.scheme else href
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """The most specific message in an exception chain (GDAL's, not rasterio's summary)."""
     messages = []
     seen: BaseException | None = exc
@@ -108,7 +108,7 @@ class _GuardedReader:
         except rasterio.errors.RasterioError as exc:
             href = without_query(self._uri)
             item_id, asset = self._sources.get(href, ("?", "?"))
-            raise read_error(BadAsset(item_id, asset, href, _reason(exc)),
+            raise read_error(BadAsset(item_id, asset, href, reason(exc)),
                              "load (odc-stac)") from None
 
 
@@ -124,7 +124,7 @@ def _probe(href: str) -> str | None:
             for _, window in (rows[0], rows[-1]):
                 src.read(1, window=window)
     except (rasterio.errors.RasterioError, OSError) as exc:
-        return _reason(exc)
+        return reason(exc)
     return None
 
 

@@ -34,7 +34,7 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth", "mask_key", "masks_by_source"]
+           "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files"]
 
 log = logging.getLogger(__name__)
 
@@ -288,3 +288,13 @@ def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudP
     return quality_table(world, grid, masks_by_source(items, grid, cfg, client=client,
                                                       chunk=chunk, earth_engine=earth_engine,
                                                       have=have))
+
+
+def from_files(masks: Sequence[tuple[str, str, xr.DataArray]], directory: Path, *,
+               chunk: int = 1024) -> list[tuple[str, str, xr.DataArray]]:
+    """The same ``(item id, source, mask)`` triples, each mask read lazily from the COG that
+    :func:`write_masks` wrote, so later uses (figures, source comparison, quality) read a
+    small file instead of recomputing the mask from the imagery."""
+    return [(item_id, source, read_cog(directory / f"{item_id}.tif", chunks=chunk)
+             .isel(band=0, drop=True).rename("cloud_mask"))
+            for item_id, source, _ in masks]

@@ -72,7 +72,7 @@ def write_cogs(specs: Sequence[CogSpec], grid: Grid, *, compress: str = "DEFLATE
             for spec, arr, plain in zip(specs, arrays, plains):
                 profile = grid.rasterio_profile(
                     count=arr.shape[0], dtype=np.dtype(arr.dtype).name, nodata=spec.nodata,
-                    tiled=True, blockxsize=512, blockysize=512, compress=compress)
+                    tiled=True, blockxsize=512, blockysize=512)  # scratch: uncompressed
                 dst = stack.enter_context(rasterio.open(plain, "w", **profile))
                 _describe(dst, spec)
                 dsts.append(dst)
@@ -80,7 +80,19 @@ def write_cogs(specs: Sequence[CogSpec], grid: Grid, *, compress: str = "DEFLATE
         for spec, plain in zip(specs, plains):
             with atomic_path(spec.path) as final:
                 rio_copy(plain, final, driver="COG", compress=compress,
-                         overview_resampling=spec.resampling, blocksize=512)
+                         overview_resampling=spec.resampling, blocksize=512,
+                         num_threads=_cog_threads())
+
+
+def _cog_threads() -> str:
+    """Threads GDAL's COG driver compresses with (``LCGEE_COG_THREADS``, default all cores).
+
+    The scratch file is written uncompressed and compressed once, in parallel, into the COG:
+    compressing it twice (and decompressing once) cost more than computing the composite.
+    """
+    import os
+
+    return os.environ.get("LCGEE_COG_THREADS", "ALL_CPUS")
 
 
 def _describe(dst: Any, spec: CogSpec) -> None:

@@ -60,6 +60,7 @@ scene_masks = masks.scene_masks(items, stage.grid, cfg, client=client,
                                 earth_engine=ee_options)
 paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
                           key=masks.mask_key(cfg, stage.grid))
+scene_masks = masks.from_files(scene_masks, stage.folder("masks"), chunk=p.load.chunk)
 fell_back = cloudsource.warn_if_mostly_fallback(scene_masks, cfg.source)
 sources = cloudsource.source_table(table, scene_masks)
 files.write_json(stage.path("mask_sources.json"),

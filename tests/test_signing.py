@@ -53,7 +53,8 @@ def _items(root: Path, base_url: str, n: int = 4) -> tuple[list[pystac.Item], Gr
         rel = f"sentinel2-l2/47/X/ML/{k}/B04.tif"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         write_cog(root / rel, np.full(g.shape, 1100 + 100 * k, "uint16"), g)
-        d["assets"] = {"B04": {**d["assets"]["B04"], "href": f"{base_url}/{rel}"}}
+        d["assets"] = {"B04": {**d["assets"]["B04"], "href": f"{base_url}/{rel}",
+                               "proj:shape": list(g.shape), "proj:transform": list(g.transform)}}
         items.append(pystac.Item.from_dict(d))
     return items, g
 

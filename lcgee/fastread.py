@@ -1,0 +1,178 @@
+"""Direct windowed reads for assets on the run grid's lattice (the common Sentinel-2 case).
+
+When an asset's pixels line up with the run's :class:`~lcgee.grid.Grid` -- same CRS, north-up,
+a pixel size that is a whole multiple ``f`` of the grid's, pixel edges on the grid's lattice,
+and the grid's window inside the asset -- nearest-neighbour resampling is pure index
+arithmetic: grid pixel ``n`` (counted from the asset's edge, in grid pixels) takes asset pixel
+``n // f``. Each Dask task then reads just the asset window under its tile with rasterio and
+repeats pixels, instead of going through odc-stac's per-chunk reprojection machinery (which
+costs about three times the bare reads on the demo, see ``bench/imagery.py``).
+
+:func:`replace_aligned` swaps those variables of a lazily loaded odc-stac Dataset for such
+reads, keeping its coordinates, dtype and chunks; variables of items that are not aligned keep
+odc-stac's graph. Values are those odc-stac gives (tested against it, including odc-stac's
+nodata remapping when the file's nodata differs from the STAC ``raster:bands`` one).
+
+Each read opens and closes its file: handles kept open across tasks keep their decoded blocks
+in GDAL's block cache (up to 5 % of RAM), which broke the memory bound of ``bench/scale.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from lcgee.errors import DataError
+from lcgee.grid import Grid
+
+__all__ = ["ENABLED", "asset_layout", "replace_aligned", "read_block"]
+
+#: Switch for tests and comparisons: False leaves every variable to odc-stac.
+ENABLED = True
+
+
+Layout = tuple[int, int, int, int, int, Any]  # factor, row0, col0, height, width, nodata
+
+
+def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
+    """``(factor, row0, col0, height, width, declared nodata)`` of an aligned asset, else None.
+
+    ``row0`` / ``col0``: the grid's top-left corner in grid pixels from the asset's corner.
+    """
+    a = item.assets.get(asset)
+    if a is None:
+        return None
+    fields = {**item.properties, **a.extra_fields}
+    transform, shape = fields.get("proj:transform"), fields.get("proj:shape")
+    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}"
+                                      if fields.get("proj:epsg") else None)
+    if transform is None or shape is None or code is None or grid.epsg is None:
+        return None
+    if code.upper() != f"EPSG:{grid.epsg}":
+        return None
+    sx, rx, left, ry, sy, top = (float(v) for v in transform[:6])
+    res = grid.resolution
+    gx, _, gleft, _, gy, gtop = grid.affine[:6]
+    if rx or ry or sx <= 0 or sy != -sx or gx != res or gy != -res:
+        return None
+    factor = round(sx / res)
+    col0, row0 = (gleft - left) / res, (top - gtop) / res
+    if (factor < 1 or abs(sx - factor * res) > 1e-9 * res
+            or abs(col0 - round(col0)) > 1e-6 or abs(row0 - round(row0)) > 1e-6):
+        return None
+    row0, col0 = round(row0), round(col0)
+    height, width = int(shape[0]), int(shape[1])
+    if (row0 < 0 or col0 < 0 or (row0 + grid.height - 1) // factor >= height
+            or (col0 + grid.width - 1) // factor >= width):
+        return None
+    bands = a.extra_fields.get("raster:bands") or [{}]
+    return factor, row0, col0, height, width, bands[0].get("nodata")
+
+
+def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
+               patch_url: Callable[[str], str] | None = None,
+               sources: Sequence[tuple[str, str]] | None = None, *,
+               block_info: dict | None = None) -> np.ndarray:
+    """One ``(time, y, x)`` uint16 block: each scene's asset window, pixels repeated to the grid.
+
+    URLs are signed when the block is read (:func:`lcgee.signing.sign_href`), then passed through
+    ``patch_url``; a failed read raises lcgee's :class:`~lcgee.errors.DataError` naming the
+    asset href, the scene (``sources``: ``(item id, asset)`` per href) and the fix.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    from lcgee.integrity import BadAsset, read_error, reason, without_query
+    from lcgee.load import configure_gdal
+    from lcgee.signing import sign_href
+
+    assert block_info is not None
+    configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
+    for k, (href, (f, row0, col0, height, width, declared)) in enumerate(zip(hrefs[t0:t1],
+                                                                     layouts[t0:t1])):
+        rows = np.arange(row0 + r0, row0 + r1) // f
+        cols = np.arange(col0 + c0, col0 + c1) // f
+        window = Window(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                        int(rows[-1] - rows[0] + 1))
+        url = sign_href(href)
+        try:
+            with rasterio.open(patch_url(url) if patch_url else url) as src:
+                if (src.height, src.width) != (height, width):
+                    item_id, asset = sources[t0 + k] if sources else ("?", "?")
+                    raise DataError(
+                        f"asset {asset} of scene {item_id} ({without_query(href)}) is "
+                        f"{src.height} x {src.width} px but its STAC item says {height} x {width}",
+                        where="load (direct read)",
+                        fix="correct the item's proj:shape / proj:transform, or set "
+                            "lcgee.fastread.ENABLED = False to let odc-stac georeference the file")
+                pix = src.read(1, window=window, out_dtype="uint16")
+                nodata = src.nodatavals[0]
+        except rasterio.errors.RasterioError as exc:
+            item_id, asset = sources[t0 + k] if sources else ("?", "?")
+            raise read_error(BadAsset(item_id, asset, without_query(href), reason(exc)),
+                             "load (direct read)") from None
+        if declared is not None and nodata is not None and declared != nodata:
+            pix[pix == np.uint16(nodata)] = np.uint16(declared)  # odc-stac's remapping
+        if f > 1:
+            pix = pix[np.ix_(rows - rows[0], cols - cols[0])]
+        out[k] = pix
+    return out
+
+
+def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: tuple,
+            patch_url: Callable[[str], str] | None) -> da.Array:
+    """Lazy direct reads of asset ``name`` of ``items`` (all aligned) with ``chunks``."""
+    hrefs = [it.assets[name].href for it in items]
+    sources = [(it.id, name) for it in items]
+    token = tokenize(hrefs, layouts, chunks, patch_url)
+    return da.map_blocks(read_block, hrefs, layouts, patch_url, sources, chunks=chunks,
+                         dtype=np.uint16, meta=np.empty((0, 0, 0), np.uint16),
+                         name=f"lcgee-read-{name}-{token}")
+
+
+def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
+                    patch_url: Callable[[str], str] | None = None, *,
+                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None) -> xr.Dataset:
+    """``ds`` (lazy odc-stac load of ``items`` on ``grid``) with aligned assets read directly.
+
+    Where every item's asset is aligned (see module docstring) the variable is read directly.
+    Where only some are (scenes published in another UTM zone), the aligned ones are read
+    directly and the others come from ``load_subset(other_items)`` -- a lazy odc-stac load of
+    just those items -- in the original scene order. Coordinates, dtype (uint16) and chunks
+    stay those of ``ds``.
+    """
+    if not ENABLED or not items:
+        return ds
+    out = {}
+    subset: xr.Dataset | None = None
+    for name, var in ds.data_vars.items():
+        layouts = [asset_layout(it, str(name), grid) for it in items]
+        aligned = [i for i, lay in enumerate(layouts) if lay is not None]
+        if (var.dtype != np.uint16 or var.dims != ("time", "y", "x") or var.chunks is None
+                or not aligned):
+            continue
+        if len(aligned) == len(items):
+            out[name] = var.copy(data=_direct(str(name), items, layouts, var.data.chunks,
+                                              patch_url))
+            continue
+        if load_subset is None:
+            continue
+        others = [i for i in range(len(items)) if i not in set(aligned)]
+        if subset is None:
+            subset = load_subset([items[i] for i in others])
+        step = min(max(var.data.chunks[0]), len(aligned))
+        tchunks = tuple(min(step, len(aligned) - i) for i in range(0, len(aligned), step))
+        direct = _direct(str(name), [items[i] for i in aligned], [layouts[i] for i in aligned],
+                         (tchunks, *var.data.chunks[1:]), patch_url)
+        both = da.concatenate([direct, subset[name].data.rechunk((-1, *var.data.chunks[1:]))],
+                              axis=0)
+        order = np.argsort(np.array(aligned + others))  # position of scene k in `both`
+        out[name] = var.copy(data=both[order].rechunk(var.data.chunks))
+    return ds.assign(out) if out else ds
