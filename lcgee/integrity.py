@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from odc.stac._mdtools import StacAuxReader, StacMDParser
 
 from lcgee.errors import DataError, DataWarning
-from lcgee.signing import SigningRioDriver
+from lcgee.signing import SigningRioDriver, quiet_signed_urls_in_logs, strip_queries
 
 __all__ = ["BadAsset", "GuardedDriver", "drop_unreadable", "guarded_driver", "read_error",
            "reason", "unreadable_assets", "without_query"]
@@ -62,7 +62,7 @@ def reason(exc: BaseException) -> str:
         messages.append(str(seen).strip())
         seen = seen.__cause__ or seen.__context__
     useful = [m for m in messages if m and "See previous exception" not in m]
-    return (useful[-1] if useful else messages[0] or type(exc).__name__)[:300]
+    return strip_queries(useful[-1] if useful else messages[0] or type(exc).__name__)[:300]
 
 
 def read_error(bad: BadAsset, stage: str = "load") -> DataError:
@@ -93,6 +93,7 @@ class GuardedDriver(SigningRioDriver):  # type: ignore[misc]
 
 def guarded_driver(items: Iterable[Any], assets: Sequence[str]) -> GuardedDriver:
     """An odc-stac reader driver whose read errors name their source."""
+    quiet_signed_urls_in_logs()
     return GuardedDriver(_sources(items, assets))
 
 

@@ -14,11 +14,14 @@ it; the token endpoint is the SDK's ``PC_SDK_SAS_URL``).
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-__all__ = ["needs_signing", "sign_href", "SigningRioDriver", "signing_driver", "SIGNED_HOSTS_ENV"]
+__all__ = ["needs_signing", "sign_href", "SigningRioDriver", "signing_driver", "SIGNED_HOSTS_ENV",
+           "strip_queries", "quiet_signed_urls_in_logs"]
 
 SIGNED_HOSTS_ENV = "LCGEE_SIGNED_HOSTS"
 _BLOB = ".blob.core.windows.net"
@@ -74,3 +77,30 @@ def signing_driver() -> SigningRioDriver:
     from odc.stac._mdtools import StacAuxReader, StacMDParser
 
     return SigningRioDriver(md_parser=StacMDParser({}), aux_reader=StacAuxReader())
+
+
+_URL_QUERY = re.compile(r"""(\b[a-z][a-z0-9+.-]*://[^\s?'"]+)\?[^\s'"]*""", re.IGNORECASE)
+_READER_LOGGERS = ("odc.loader._rio", "odc.loader", "rasterio._env")
+
+
+def strip_queries(text: str) -> str:
+    """``text`` with the query string of every URL in it removed (SAS tokens live there)."""
+    return _URL_QUERY.sub(r"\1", text)
+
+
+class _StripQueries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(strip_queries(a) if isinstance(a, str) else a for a in args)
+        if isinstance(record.msg, str):
+            record.msg = strip_queries(record.msg)
+        return True
+
+
+def quiet_signed_urls_in_logs() -> None:
+    """Keep signed URLs out of the readers' log lines (odc-loader logs the URL it failed on)."""
+    for name in _READER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _StripQueries) for f in logger.filters):
+            logger.addFilter(_StripQueries())

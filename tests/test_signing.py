@@ -104,3 +104,23 @@ def test_which_hosts_are_signed(monkeypatch):
     assert not needs_signing("https://ai4edatasetspublicassets.blob.core.windows.net/a.png")
     assert not needs_signing("http://127.0.0.1:8000/cogs/a/B04.tif")
     assert not needs_signing("/tmp/a.tif")
+
+
+def test_signed_urls_stay_out_of_reader_logs_and_read_errors(caplog):
+    """odc-loader logs the URL it failed on; GDAL's messages quote it: no SAS token may leak."""
+    import logging
+
+    import rasterio.errors
+
+    from lcgee.integrity import guarded_driver, reason
+    from lcgee.signing import strip_queries
+
+    url = "https://acct.blob.core.windows.net/c/B04.tif?st=2024&se=2024&sig=SECRETSIG%3D"
+    assert strip_queries(f"Failed to load {url} due to x") == (
+        "Failed to load https://acct.blob.core.windows.net/c/B04.tif due to x")
+    guarded_driver([], [])  # installs the log filter
+    with caplog.at_level(logging.ERROR, logger="odc.loader._rio"):
+        logging.getLogger("odc.loader._rio").error("Failed to load %s:%d due to rasterio "
+                                                    "error: '%s'", url, 1, f"HTTP 403 {url}")
+    assert "SECRETSIG" not in caplog.text and "B04.tif" in caplog.text
+    assert "SECRETSIG" not in reason(rasterio.errors.RasterioIOError(f"403 for {url}"))
