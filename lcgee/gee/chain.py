@@ -72,9 +72,13 @@ def chain_flips(spec: EEClassifierSpec, params: Any, run_dir: Path, region: Grid
     bands = list(params.features.bands)
     table = pd.read_parquet(run_dir / "scenes.parquet")
     items = search.fetch_items(client, params.stac.collection, table["id"])
-    ds = load_stack(items, region, bands, chunk=params.load.chunk, time_chunk=-1)
-    refl = reflectance(ds, bands).values  # (time, band, y, x) float32
     (r0, c0), (h, w) = region.offset_in(grid), region.shape
+    # loaded on the run's grid, then cut: the same chunks as the composite stage, so scenes
+    # reprojected from another UTM zone get the same nearest pixels (odc-stac's warp is
+    # approximated per chunk)
+    ds = load_stack(items, grid, bands, chunk=params.load.chunk, time_chunk=-1)
+    ds = ds.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
+    refl = reflectance(ds, bands).values  # (time, band, y, x) float32
     masks = read_masks(run_dir / "masks", [it.id for it in items], chunk=params.load.chunk)
     masks = masks.values[:, r0:r0 + h, c0:c0 + w]
     images, props = {}, {}
