@@ -74,15 +74,44 @@ def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
     return factor, row0, col0, height, width, bands[0].get("nodata")
 
 
+def _file_layout(src: Any, corner: tuple[float, float, float], block_end: tuple[int, int],
+                 item_id: str, asset: str, href: str) -> tuple[int, int, int]:
+    """``(factor, row0, col0)`` of an open file on the grid's lattice, else a DataError."""
+    from lcgee.integrity import without_query
+
+    gleft, gtop, res = corner
+    sx, rx, left, ry, sy, top = (float(v) for v in tuple(src.transform)[:6])
+    factor = round(sx / res) if sx > 0 else 0
+    col0, row0 = (gleft - left) / res, (top - gtop) / res
+    ok = (not rx and not ry and factor >= 1 and sy == -sx and abs(sx - factor * res) <= 1e-9 * res
+          and abs(col0 - round(col0)) <= 1e-6 and abs(row0 - round(row0)) <= 1e-6)
+    if ok:
+        row0, col0 = round(row0), round(col0)
+        ok = (row0 >= 0 and col0 >= 0 and (row0 + block_end[0] - 1) // factor < src.height
+              and (col0 + block_end[1] - 1) // factor < src.width)
+    if not ok:
+        raise DataError(f"asset {asset} of scene {item_id} ({without_query(href)}) does not lie "
+                        f"on the run grid's lattice as its STAC item says (file transform "
+                        f"{tuple(src.transform)[:6]}, {src.height} x {src.width} px)",
+                        where="load (direct read)",
+                        fix="correct the item's proj:transform / proj:shape, or set "
+                            "lcgee.fastread.ENABLED = False to let odc-stac reproject the file")
+    return factor, int(row0), int(col0)
+
+
 def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
                patch_url: Callable[[str], str] | None = None,
-               sources: Sequence[tuple[str, str]] | None = None, *,
+               sources: Sequence[tuple[str, str]] | None = None,
+               corner: tuple[float, float, float] | None = None, *,
                block_info: dict | None = None) -> np.ndarray:
     """One ``(time, y, x)`` uint16 block: each scene's asset window, pixels repeated to the grid.
 
     URLs are signed when the block is read (:func:`lcgee.signing.sign_href`), then passed through
     ``patch_url``; a failed read raises lcgee's :class:`~lcgee.errors.DataError` naming the
-    asset href, the scene (``sources``: ``(item id, asset)`` per href) and the fix.
+    asset href, the scene (``sources``: ``(item id, asset)`` per href) and the fix. With
+    ``corner`` (the grid's ``(left, top, resolution)``) the window comes from the file's own
+    transform (the STAC item's only chose the direct path); a file off the grid's lattice is
+    refused with a DataError.
     """
     import rasterio
     from rasterio.windows import Window
@@ -95,27 +124,21 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster
     (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
     out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
-    for k, (href, (f, row0, col0, height, width, declared)) in enumerate(zip(hrefs[t0:t1],
+    for k, (href, (f, row0, col0, _, _, declared)) in enumerate(zip(hrefs[t0:t1],
                                                                      layouts[t0:t1])):
-        rows = np.arange(row0 + r0, row0 + r1) // f
-        cols = np.arange(col0 + c0, col0 + c1) // f
-        window = Window(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
-                        int(rows[-1] - rows[0] + 1))
+        item_id, asset = sources[t0 + k] if sources else ("?", "?")
         url = sign_href(href)
         try:
             with rasterio.open(patch_url(url) if patch_url else url) as src:
-                if (src.height, src.width) != (height, width):
-                    item_id, asset = sources[t0 + k] if sources else ("?", "?")
-                    raise DataError(
-                        f"asset {asset} of scene {item_id} ({without_query(href)}) is "
-                        f"{src.height} x {src.width} px but its STAC item says {height} x {width}",
-                        where="load (direct read)",
-                        fix="correct the item's proj:shape / proj:transform, or set "
-                            "lcgee.fastread.ENABLED = False to let odc-stac georeference the file")
+                if corner is not None:  # the file's own georeferencing decides the window
+                    f, row0, col0 = _file_layout(src, corner, (r1, c1), item_id, asset, href)
+                rows = np.arange(row0 + r0, row0 + r1) // f
+                cols = np.arange(col0 + c0, col0 + c1) // f
+                window = Window(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                                int(rows[-1] - rows[0] + 1))
                 pix = src.read(1, window=window, out_dtype="uint16")
                 nodata = src.nodatavals[0]
         except rasterio.errors.RasterioError as exc:
-            item_id, asset = sources[t0 + k] if sources else ("?", "?")
             raise read_error(BadAsset(item_id, asset, without_query(href), reason(exc)),
                              "load (direct read)") from None
         if declared is not None and nodata is not None and declared != nodata:
@@ -127,12 +150,13 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
 
 
 def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: tuple,
-            patch_url: Callable[[str], str] | None) -> da.Array:
+            patch_url: Callable[[str], str] | None, grid: Grid) -> da.Array:
     """Lazy direct reads of asset ``name`` of ``items`` (all aligned) with ``chunks``."""
     hrefs = [it.assets[name].href for it in items]
     sources = [(it.id, name) for it in items]
-    token = tokenize(hrefs, layouts, chunks, patch_url)
-    return da.map_blocks(read_block, hrefs, layouts, patch_url, sources, chunks=chunks,
+    corner = (grid.affine[2], grid.affine[5], grid.resolution)
+    token = tokenize(hrefs, layouts, chunks, patch_url, corner)
+    return da.map_blocks(read_block, hrefs, layouts, patch_url, sources, corner, chunks=chunks,
                          dtype=np.uint16, meta=np.empty((0, 0, 0), np.uint16),
                          name=f"lcgee-read-{name}-{token}")
 
@@ -160,7 +184,7 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
             continue
         if len(aligned) == len(items):
             out[name] = var.copy(data=_direct(str(name), items, layouts, var.data.chunks,
-                                              patch_url))
+                                              patch_url, grid))
             continue
         if load_subset is None:
             continue
@@ -170,7 +194,7 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
         step = min(max(var.data.chunks[0]), len(aligned))
         tchunks = tuple(min(step, len(aligned) - i) for i in range(0, len(aligned), step))
         direct = _direct(str(name), [items[i] for i in aligned], [layouts[i] for i in aligned],
-                         (tchunks, *var.data.chunks[1:]), patch_url)
+                         (tchunks, *var.data.chunks[1:]), patch_url, grid)
         both = da.concatenate([direct, subset[name].data.rechunk((-1, *var.data.chunks[1:]))],
                               axis=0)
         order = np.argsort(np.array(aligned + others))  # position of scene k in `both`
