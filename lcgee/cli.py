@@ -4,6 +4,7 @@
     lcgee params check PARAMS.yaml [--set key=value]...
     lcgee params fields
     lcgee doctor PARAMS.yaml [--set key=value]... [--stac-url URL]
+    lcgee evaluate RUN_DIR
     lcgee ee verify RUN_DIR [--region NAME]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
@@ -61,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--no-ee-login", action="store_true",
                     help="check Earth Engine credentials and project without contacting it")
 
+    evl = sub.add_parser("evaluate", help="rerun the evaluation of a finished run with its saved "
+                         "model (block CV, held-out regions, baseline) and update metrics.json")
+    evl.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
+
     e = sub.add_parser("ee", help="Earth Engine export")
     esub = e.add_subparsers(dest="ee_command", required=True)
     ev = esub.add_parser("verify", help="dry run: export the run's model to Earth Engine tree "
@@ -112,6 +117,18 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     checks = run_checks(params, stac_url=args.stac_url, earth_engine_live=not args.no_ee_login)
     print(redact(format_checks(checks)))
     return 3 if any(c.status == "fail" for c in checks) else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lcgee.layout import RunLayout
+    from lcgee.train_stage import evaluate_run
+
+    result = evaluate_run(Path(args.run_dir))
+    print(result.block_cv.describe())
+    print(result.summary().round(3).to_string())
+    print(result.describe_area_adjusted())
+    print(f"Updated {RunLayout(Path(args.run_dir)).metrics}")
+    return 0
 
 
 def _cmd_ee(args: argparse.Namespace) -> int:
@@ -173,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee,
-                "doctor": _cmd_doctor}
+                "doctor": _cmd_doctor, "evaluate": _cmd_evaluate}
     try:
         return handlers[args.command](args)
     except LcgeeError as exc:

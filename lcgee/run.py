@@ -26,6 +26,7 @@ import yaml
 
 from lcgee import files as _io
 from lcgee.errors import StageError
+from lcgee.layout import RunLayout
 from lcgee.params import Params, load_params
 from lcgee.procs import kernel_manager_class, run_scope
 from lcgee.secrets import redact, secret_values
@@ -145,7 +146,7 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
     notebooks = notebook_paths(notebooks_dir)
     run_dir = Path(out_dir) if out_dir else Path("outputs") / params.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = run_dir / "params.yaml"
+    resolved = RunLayout(run_dir).params
     _io.write_text(resolved, yaml.safe_dump(params.to_plain(), sort_keys=False))
     result = RunResult(run_dir=run_dir, params=params)
     record = _start_record(params, params_file, overrides)
@@ -193,14 +194,13 @@ def _start_record(params: Params, params_file: str | Path, overrides: list[str] 
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
-    _io.write_text(run_dir / "run.json", redact(json.dumps(record, indent=2, default=str)) + "\n")
+    _io.write_text(RunLayout(run_dir).run_record, redact(json.dumps(record, indent=2, default=str)) + "\n")
 
 
 def _run_stage(nb: Path, text: str, key: str, run_dir: Path, resolved: Path,
                stac_url: str | None, force: bool, progress: bool) -> StageResult:
     name = nb.stem
-    out_nb = run_dir / f"{name}.ipynb"
-    marker = run_dir / ".stages" / f"{name}.json"
+    out_nb, marker = RunLayout(run_dir).notebook(name), RunLayout(run_dir).stage_marker(name)
     if not force and marker.is_file() and out_nb.is_file():
         done = json.loads(marker.read_text())
         if done.get("key") == key:

@@ -33,7 +33,7 @@ result = search.search_scenes(client, collection=p.stac.collection, bbox=stage.g
                               mgrs_tiles=p.stac.mgrs_tiles)
 if p.load.skip_bad_scenes:  # probe every scene's files now; later stages see the kept ones
     result = integrity.drop_unreadable(result, [*p.bands, "SCL"])
-search.save_scenes(result, stage.path("scenes.parquet"))
+search.save_scenes(result, stage.run_dir)
 print(f"{len(result.items)} scenes kept; {len(result.dropped)} reprocessed duplicate(s) dropped; "
       f"cloud filter applied by the {'server and client' if result.server_filtered else 'client'}")
 pd.set_option("display.width", 160)
