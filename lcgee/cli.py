@@ -37,11 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the notebook suite on a params file")
-    r.add_argument("params", help="params YAML, e.g. params/demo.yaml")
+    r.add_argument("params", help="params YAML, e.g. params/demo.yaml; 'demo': the shipped demo")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set composite.method=median (repeatable)")
     r.add_argument("--out", help="output directory (default outputs/<name>)")
-    r.add_argument("--notebooks", help="notebook directory (default: the checkout's notebooks/)")
+    r.add_argument("--notebooks", help="notebook directory (default: the checkout's notebooks/, "
+                   "else the copy installed with lcgee)")
     r.add_argument("--force", action="store_true", help="rerun stages even if cached")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
