@@ -111,3 +111,16 @@ def test_the_artifact_check_sees_the_spellings():
     assert spelled_artifacts('run_dir / "features.tif"; stage.folder("model"); x / "masks"') == [
         '"features.tif"', 'folder("model"', '/ "masks"']
     assert spelled_artifacts('meta["model"] = 1  # the ``features.tif`` stack') == []
+
+
+def test_library_code_never_builds_a_stage():
+    """Only ``open_stage`` builds a notebook ``Stage``; library code takes a RunLayout instead."""
+    builders = []
+    for path in ROOT.glob("lcgee/**/*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "lcgee/stage.py" or rel == "lcgee/gee/verify.py":  # verify: part A moves it
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _root_name(node.func) == "Stage":
+                builders.append(f"{rel}:{node.lineno}")
+    assert builders == []
