@@ -101,11 +101,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from lcgee.params import field_reference, load_params
+    from lcgee.run import resolve_params
 
     if args.params_command == "fields":
         print(field_reference())
         return 0
-    params = load_params(args.params, args.overrides)
+    params = load_params(resolve_params(args.params), args.overrides)
     print(f"{args.params}: valid (run '{params.name}', digest {params.digest()[:12]})")
     return 0
 
@@ -113,8 +114,9 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from lcgee.doctor import format_checks, run_checks
     from lcgee.params import load_params
+    from lcgee.run import resolve_params
 
-    params = load_params(args.params, args.overrides)
+    params = load_params(resolve_params(args.params), args.overrides)
     checks = run_checks(params, stac_url=args.stac_url, earth_engine_live=not args.no_ee_login)
     print(redact(format_checks(checks)))
     return 3 if any(c.status == "fail" for c in checks) else 0

@@ -81,3 +81,11 @@ def test_installed_wheel_finds_its_notebooks_from_an_empty_directory(wheel, tmp_
     assert Path(module).is_relative_to(site)
     assert nb_dir == str(site / "lcgee" / "notebooks") and count == len(NOTEBOOKS)
     assert name == "demo"
+
+
+def test_params_check_accepts_the_demo_name(capsys, tmp_path, monkeypatch):
+    from lcgee import cli
+
+    monkeypatch.chdir(tmp_path)  # no file named demo here
+    assert cli.main(["params", "check", "demo"]) == 0
+    assert "demo: valid (run 'demo'" in capsys.readouterr().out
