@@ -4,6 +4,7 @@
     lcgee params check PARAMS.yaml [--set key=value]...
     lcgee params fields
     lcgee doctor PARAMS.yaml [--set key=value]... [--stac-url URL]
+    lcgee evaluate RUN_DIR
     lcgee ee verify RUN_DIR [--region NAME]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
@@ -36,11 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the notebook suite on a params file")
-    r.add_argument("params", help="params YAML, e.g. params/demo.yaml")
+    r.add_argument("params", help="params YAML, e.g. params/demo.yaml; 'demo': the shipped demo")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set composite.method=median (repeatable)")
     r.add_argument("--out", help="output directory (default outputs/<name>)")
-    r.add_argument("--notebooks", help="notebook directory (default: the checkout's notebooks/)")
+    r.add_argument("--notebooks", help="notebook directory (default: the checkout's notebooks/, "
+                   "else the copy installed with lcgee)")
     r.add_argument("--force", action="store_true", help="rerun stages even if cached")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--stac-url", help="check this STAC API instead of stac.url")
     dr.add_argument("--no-ee-login", action="store_true",
                     help="check Earth Engine credentials and project without contacting it")
+
+    evl = sub.add_parser("evaluate", help="rerun the evaluation of a finished run with its saved "
+                         "model (block CV, held-out regions, baseline) and update metrics.json")
+    evl.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
 
     e = sub.add_parser("ee", help="Earth Engine export")
     esub = e.add_subparsers(dest="ee_command", required=True)
@@ -95,11 +101,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from lcgee.params import field_reference, load_params
+    from lcgee.run import resolve_params
 
     if args.params_command == "fields":
         print(field_reference())
         return 0
-    params = load_params(args.params, args.overrides)
+    params = load_params(resolve_params(args.params), args.overrides)
     print(f"{args.params}: valid (run '{params.name}', digest {params.digest()[:12]})")
     return 0
 
@@ -107,11 +114,24 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from lcgee.doctor import format_checks, run_checks
     from lcgee.params import load_params
+    from lcgee.run import resolve_params
 
-    params = load_params(args.params, args.overrides)
+    params = load_params(resolve_params(args.params), args.overrides)
     checks = run_checks(params, stac_url=args.stac_url, earth_engine_live=not args.no_ee_login)
     print(redact(format_checks(checks)))
     return 3 if any(c.status == "fail" for c in checks) else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lcgee.layout import RunLayout
+    from lcgee.train_stage import evaluate_run
+
+    result = evaluate_run(Path(args.run_dir))
+    print(result.block_cv.describe())
+    print(result.summary().round(3).to_string())
+    print(result.describe_area_adjusted())
+    print(f"Updated {RunLayout(Path(args.run_dir)).metrics}")
+    return 0
 
 
 def _cmd_ee(args: argparse.Namespace) -> int:
@@ -173,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"run": _cmd_run, "params": _cmd_params, "demo": _cmd_demo, "ee": _cmd_ee,
-                "doctor": _cmd_doctor}
+                "doctor": _cmd_doctor, "evaluate": _cmd_evaluate}
     try:
         return handlers[args.command](args)
     except LcgeeError as exc:

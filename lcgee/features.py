@@ -21,6 +21,7 @@ import xarray as xr
 from lcgee import clouds, composite, indices
 from lcgee.errors import DataWarning
 from lcgee.grid import Grid
+from lcgee.layout import RunLayout
 from lcgee.load import load_stack, reflectance
 from lcgee.masks import load_probability, read_masks
 from lcgee.params import Params
@@ -137,19 +138,20 @@ def write_outputs(result: CompositeResult, grid: Grid, run_dir: Path) -> dict[st
     (read lazily), so figures do not recompute the composite.
     """
     names = [str(b) for b in result.features["band"].values]
-    out = {"features": run_dir / "features.tif", "count": run_dir / "count.tif"}
+    layout = RunLayout(run_dir)
+    out = {"features": layout.features, "count": layout.count}
     write_cogs([CogSpec(out["features"], result.features, nodata=np.nan, band_names=names,
                         tags={"composite_method": result.method}),
                 CogSpec(out["count"], result.count.astype("uint16"), band_names=["count"])],
                grid)
     result.features = read_features(run_dir)
-    result.count = read_cog(run_dir / "count.tif").isel(band=0, drop=True)
+    result.count = read_cog(layout.count).isel(band=0, drop=True)
     return out
 
 
 def read_features(run_dir: Path, *, chunks: int | None = 1024) -> xr.DataArray:
     """The feature stack written by :func:`write_outputs`, lazily, with band names."""
-    return read_cog(run_dir / "features.tif", chunks=chunks)
+    return read_cog(RunLayout(run_dir).features, chunks=chunks)
 
 
 def monthly_preview(items: Sequence[Any], grid: Grid, params: Params, *, masks_dir: Path,

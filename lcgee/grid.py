@@ -16,7 +16,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
 
-from lcgee.errors import ParamsError
+from lcgee.errors import DataError, ParamsError
 
 __all__ = ["Grid", "utm_epsg"]
 
@@ -214,10 +214,14 @@ class Grid:
         pa, _, pc, _, pe, pf = parent.transform
         a, _, c, _, e, f = self.transform
         if a != pa or e != pe or self.crs != parent.crs:
-            raise ValueError("grids have different resolution or CRS")
+            raise DataError(f"grid ({self.crs}, {a:g} m) and parent grid ({parent.crs}, {pa:g} m) "
+                            "differ in resolution or CRS", where="Grid.offset_in",
+                            fix="cut the sub-grid from the parent (Grid.crop / crop_lonlat)")
         col, row = (c - pc) / a, (f - pf) / e
         if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-            raise ValueError("grids are not pixel-aligned")
+            raise DataError(f"grid origin ({c}, {f}) is not on a pixel corner of the parent grid "
+                            f"(offset {row:g} rows, {col:g} columns)", where="Grid.offset_in",
+                            fix="cut the sub-grid from the parent (Grid.crop / crop_lonlat)")
         return int(round(row)), int(round(col))
 
     def coarsen(self, factor: int) -> Grid:

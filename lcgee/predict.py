@@ -19,6 +19,7 @@ import xarray as xr
 from lcgee.files import write_json
 from lcgee.grid import Grid
 from lcgee.labels import WORLDCOVER, worldcover_colormap
+from lcgee.layout import RunLayout
 from lcgee.raster import write_cog
 from lcgee.train import ModelBundle
 
@@ -81,14 +82,15 @@ def _map_blocks(stack: xr.DataArray, block: Any) -> xr.DataArray:
 def write_landcover(landcover: xr.DataArray, grid: Grid, run_dir: Path, *,
                     model_dir: Path, start: str, end: str, run_name: str) -> tuple[Path, Path]:
     """``landcover.tif`` (COG) and ``landcover.json`` (STAC Item) in ``run_dir``."""
-    tif = write_cog(run_dir / "landcover.tif", landcover.astype("uint8"), grid, nodata=0,
+    layout = RunLayout(run_dir)
+    tif = write_cog(layout.landcover, landcover.astype("uint8"), grid, nodata=0,
                     colormap=worldcover_colormap(), band_names=["landcover"],
                     tags={"classes": "ESA WorldCover codes", "model": str(model_dir.name)})
     classes = sorted(int(c) for c in json.loads((model_dir / "model.json").read_text())
                      ["class_values"])
     item = stac_item(grid, tif, classes, model_href=f"./{model_dir.name}/model.json",
                      start=start, end=end, item_id=f"{run_name}-landcover")
-    path = write_json(run_dir / "landcover.json", item)
+    path = write_json(layout.landcover_item, item)
     return tif, path
 
 

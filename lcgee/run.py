@@ -26,12 +26,14 @@ import yaml
 
 from lcgee import files as _io
 from lcgee.errors import StageError
+from lcgee.layout import RunLayout
 from lcgee.params import Params, load_params
 from lcgee.procs import kernel_manager_class, run_scope
 from lcgee.secrets import redact, secret_values
 
 __all__ = ["run", "RunResult", "StageResult", "notebook_paths", "NOTEBOOK_PARAMETERS",
-           "default_notebooks_dir", "missing_extra", "OPTIONAL_STAGES"]
+           "default_notebooks_dir", "missing_extra", "OPTIONAL_STAGES", "resolve_params",
+           "PACKAGED_NOTEBOOKS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,30 @@ class RunResult:
     stages: list[StageResult] = field(default_factory=list)
 
 
+#: Where the wheel carries the stage notebooks and the demo params (see setup.py).
+PACKAGED_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 def default_notebooks_dir() -> Path:
-    """``notebooks/`` of the source checkout lcgee runs from, else of the working directory."""
-    repo = Path(__file__).resolve().parents[1] / "notebooks"
-    return repo if repo.is_dir() else Path.cwd() / "notebooks"
+    """``notebooks/`` of the source checkout lcgee runs from, else the copy installed with the
+    package, else ``notebooks/`` of the working directory."""
+    for candidate in (_CHECKOUT / "notebooks", PACKAGED_NOTEBOOKS):
+        if any(candidate.glob("[0-9][0-9]_*.py")):
+            return candidate
+    return Path.cwd() / "notebooks"
+
+
+def resolve_params(params_file: str | Path) -> Path:
+    """A params file path; the bare name ``demo`` (when no such file exists) means the demo
+    params of the checkout (``params/demo.yaml``) or, installed, the copy shipped with lcgee."""
+    path = Path(params_file)
+    if str(params_file) != "demo" or path.exists():
+        return path
+    for candidate in (_CHECKOUT / "params" / "demo.yaml", PACKAGED_NOTEBOOKS / "params" / "demo.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def notebook_paths(notebooks_dir: Path | None = None) -> list[Path]:
@@ -69,7 +91,8 @@ def notebook_paths(notebooks_dir: Path | None = None) -> list[Path]:
     paths = sorted(p for p in nb_dir.glob("[0-9][0-9]_*.py"))
     if not paths:
         raise StageError(f"no notebooks (NN_name.py) found in {nb_dir}", where="runner",
-                         fix="run from the lcgee checkout or pass --notebooks DIR")
+                         fix="reinstall lcgee (the wheel ships them), run from the checkout, "
+                         "or pass --notebooks DIR")
     return paths
 
 
@@ -141,11 +164,12 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
         out_dir: str | Path | None = None, notebooks_dir: Path | None = None,
         force: bool = False, progress: bool = True) -> RunResult:
     """Validate params, then execute every stage notebook that is not already done."""
+    params_file = resolve_params(params_file)
     params = load_params(params_file, overrides or [])  # fails before any work
     notebooks = notebook_paths(notebooks_dir)
     run_dir = Path(out_dir) if out_dir else Path("outputs") / params.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = run_dir / "params.yaml"
+    resolved = RunLayout(run_dir).params
     _io.write_text(resolved, yaml.safe_dump(params.to_plain(), sort_keys=False))
     result = RunResult(run_dir=run_dir, params=params)
     record = _start_record(params, params_file, overrides)
@@ -193,14 +217,13 @@ def _start_record(params: Params, params_file: str | Path, overrides: list[str] 
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
-    _io.write_text(run_dir / "run.json", redact(json.dumps(record, indent=2, default=str)) + "\n")
+    _io.write_text(RunLayout(run_dir).run_record, redact(json.dumps(record, indent=2, default=str)) + "\n")
 
 
 def _run_stage(nb: Path, text: str, key: str, run_dir: Path, resolved: Path,
                stac_url: str | None, force: bool, progress: bool) -> StageResult:
     name = nb.stem
-    out_nb = run_dir / f"{name}.ipynb"
-    marker = run_dir / ".stages" / f"{name}.json"
+    out_nb, marker = RunLayout(run_dir).notebook(name), RunLayout(run_dir).stage_marker(name)
     if not force and marker.is_file() and out_nb.is_file():
         done = json.loads(marker.read_text())
         if done.get("key") == key:

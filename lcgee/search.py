@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from lcgee.errors import DataError, NoScenesError, StacError
+from lcgee.layout import RunLayout
 from lcgee.scenes import deduplicate, normalize_tile, scene_table
 
 __all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
@@ -160,12 +161,13 @@ def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
     return [found[i] for i in ids if i in found]
 
 
-def save_scenes(result: SearchResult, path: Path) -> Path:
+def save_scenes(result: SearchResult, run_dir: Path) -> Path:
     """The scene table as Parquet (atomically), with the dropped duplicates beside it."""
     from lcgee.files import atomic_path, write_json
 
-    with atomic_path(path) as tmp:
+    layout = RunLayout(run_dir)
+    with atomic_path(layout.scenes) as tmp:
         result.table.to_parquet(tmp, index=False)
-    write_json(path.with_name("duplicates.json"),
+    write_json(layout.duplicates,
                [{"id": d.id, "reason": "reprocessed copy of a kept granule"} for d in result.dropped])
-    return path
+    return layout.scenes

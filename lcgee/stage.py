@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lcgee.errors import ParamsError
 from lcgee.grid import Grid
+from lcgee.layout import RunLayout, Window, region_grid, region_window, region_windows
 from lcgee.params import Area, Params, load_params
 
 __all__ = ["Stage", "open_stage", "build_grid", "area_grid"]
@@ -55,17 +55,22 @@ class Stage:
     def grid(self) -> Grid:
         return build_grid(self.params, self.params_file.parent)
 
+    @functools.cached_property
+    def layout(self) -> RunLayout:
+        """Every artifact path of the run directory."""
+        return RunLayout(self.run_dir)
+
     def region_grid(self, name: str) -> Grid:
         """The sub-grid of a named region, pixel-aligned with :attr:`grid`."""
-        try:
-            region = self.params.regions[name]
-        except KeyError:
-            raise ParamsError(f"no region named {name!r}", where="regions",
-                              fix=f"use one of {sorted(self.params.regions)}") from None
-        crs = self.grid.crs
-        if region.bbox is not None and region.crs.upper() == crs.upper():
-            return self.grid.crop(region.bbox)
-        return self.grid.crop_lonlat(region.lonlat_bbox(self.params_file.parent))
+        return region_grid(self.params, self.grid, name, self.params_file.parent)
+
+    def window(self, name: str) -> Window:
+        """Where region ``name`` sits in :attr:`grid` (slices arrays with ``.cut``)."""
+        return region_window(self.params, self.grid, name, self.params_file.parent)
+
+    def windows(self, role: str) -> list[Window]:
+        """The windows of the regions with ``role`` (``train`` / ``predict``)."""
+        return region_windows(self.params, self.grid, role, self.params_file.parent)
 
     def path(self, *parts: str) -> Path:
         """A path inside the run directory (parents created)."""

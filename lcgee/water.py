@@ -35,7 +35,7 @@ from lcgee.errors import DataError, ModelError, require
 
 __all__ = ["WATER_CODE", "PADDY_SUBCLASS", "SCL_WATER", "HALO", "WaterModel", "scl_water_fraction",
            "noisy_labels", "label_noise", "correct_labels", "sample_patches", "init_weights",
-           "train_network", "forward_patches", "predict_probability", "save_model",
+           "train_network", "forward_patches", "predict_probability", "save_model", "model_file",
            "load_model", "otsu_threshold", "water_scores", "paddy_as_water"]
 
 #: ESA WorldCover code of permanent water bodies.
@@ -392,6 +392,11 @@ def predict_probability(model: WaterModel, features: Any, *, chunk: int = 512) -
 # ----------------------------------------------------------------------------- bundle
 
 
+def model_file(directory: Path) -> Path:
+    """The metadata file of the water model bundle in ``directory``."""
+    return directory / "water_model.json"
+
+
 def save_model(model: WaterModel, directory: Path) -> Path:
     """``water_weights.npz`` + ``water_model.json`` (bands, normalisation, history, provenance)."""
     from lcgee.files import atomic_path, write_json
@@ -404,12 +409,12 @@ def save_model(model: WaterModel, directory: Path) -> Path:
             "architecture": "pixel CNN 7x7 (Water_gee): conv3x3 16, conv3x3 32, cat centre 3x3, "
             "conv3x3 64, cat centre pixel, 1x1 128, 1x1 2", "halo": HALO,
             "history": model.history, "provenance": model.provenance}
-    return write_json(directory / "water_model.json", meta)
+    return write_json(model_file(directory), meta)
 
 
 def load_model(directory: Path) -> WaterModel:
     """Read a bundle written by :func:`save_model`."""
-    meta_path, w_path = directory / "water_model.json", directory / "water_weights.npz"
+    meta_path, w_path = model_file(directory), directory / "water_weights.npz"
     if not meta_path.is_file() or not w_path.is_file():
         raise ModelError(f"no water model in {directory}", where="water.load_model",
                          fix="run notebook 09 first")

@@ -17,25 +17,16 @@ from lcgee import water
 from lcgee.errors import DataError
 from lcgee.files import write_json
 from lcgee.grid import Grid
+from lcgee.layout import RunLayout, Window, region_windows
+from lcgee.stage import Stage, build_grid
 
 __all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window",
            "write_water_maps",
            "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
 
-Window = tuple[str, int, int, int, int]  #: (region name, row, col, height, width) in the run grid
-
-
-def windows(stage: Any, role: str) -> list[Window]:
+def windows(stage: Stage, role: str) -> list[Window]:
     """The run-grid windows of the regions with ``role`` (``train`` / ``predict``)."""
-    out = []
-    for name in stage.params.regions_with(role):
-        rg = stage.region_grid(name)
-        (r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
-        out.append((name, r0, c0, h, w))
-    if not out:
-        raise DataError(f"no region with role {role!r}", where="regions",
-                        fix=f"add a region with role: {role}")
-    return out
+    return stage.windows(role)
 
 
 def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
@@ -52,8 +43,7 @@ def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
 
 
 def _cut(array: np.ndarray, win: Window) -> np.ndarray:
-    _, r, c, h, w = win
-    return array[..., r:r + h, c:c + w]
+    return Window(*win).cut(array)
 
 
 def scl_fraction(items: Sequence[Any], grid: Grid, masks_dir: Path, *, engine: str, chunk: int
@@ -107,12 +97,13 @@ def write_water_maps(prob: np.ndarray, grid: Grid, run_dir: Path, *, run_name: s
     from lcgee.raster import CogSpec, write_cogs
 
     cls = np.where(np.isfinite(prob), (prob > 0.5).astype(np.uint8), 255).astype(np.uint8)
-    paths = {"probability": run_dir / "water_probability.tif", "water": run_dir / "water.tif"}
+    layout = RunLayout(run_dir)
+    paths = {"probability": layout.water_probability, "water": layout.water}
     write_cogs([CogSpec(paths["probability"], prob.astype(np.float32), float("nan"),
                         ["water_probability"]),
                 CogSpec(paths["water"], cls, 255, ["water"],
                         {0: (255, 255, 255, 255), 1: (0, 100, 200, 255)})], grid)
-    item = stac_item(grid, paths["water"], [0, 1], model_href="./model/water/water_model.json",
+    item = stac_item(grid, paths["water"], [0, 1], model_href=_model_href(layout),
                      start=start, end=end, item_id=f"{run_name}-water")
     asset = item["assets"].pop("landcover")
     asset.update({"title": "Surface water (1 water, 0 not water)",
@@ -130,7 +121,7 @@ def write_water_maps(prob: np.ndarray, grid: Grid, run_dir: Path, *, run_name: s
                           "spatial_resolution": grid.resolution}]}
     item["properties"]["lcgee:classifier"] = "pixel CNN (JAX)"
     item["links"][0]["title"] = "the water CNN that made this map"
-    paths["item"] = write_json(run_dir / "water.json", item)
+    paths["item"] = write_json(layout.water_item, item)
     return paths
 
 
@@ -198,24 +189,28 @@ def dry_run(run_dir: Path, *, region: str | None = None) -> dict[str, Any] | Non
     from lcgee.features import read_features
     from lcgee.params import load_params
     from lcgee.raster import read_cog
-    from lcgee.stage import Stage
 
-    model_dir = run_dir / "model" / "water"
-    if not (model_dir / "water_model.json").is_file():
+    layout = RunLayout(run_dir)
+    if not water.model_file(layout.water_model).is_file():
         return None
-    params = load_params(run_dir / "params.yaml")
-    stage = Stage(params=params, params_file=run_dir / "params.yaml", run_dir=run_dir,
-                  stac_url=params.stac.url)
-    model = water.load_model(model_dir)
-    wins = [w for w in windows(stage, "predict") if region is None or w[0] == region]
+    params = load_params(layout.params)
+    grid = build_grid(params, layout.root)
+    model = water.load_model(layout.water_model)
+    wins = [w for w in region_windows(params, grid, "predict", layout.root)
+            if region is None or w.name == region]
     if not wins:
         raise DataError(f"no predict region named {region!r}", where="lcgee ee verify",
                         fix="pass --region with a region whose role is predict")
     feats = read_features(run_dir, chunks=None)
-    prob = read_cog(run_dir / "water_probability.tif", chunks=None).values[0]
+    prob = read_cog(layout.water_probability, chunks=None).values[0]
     result = verify_graph(model, feats, prob, wins[0], composite_bands=list(params.features.bands))
-    result["region"] = wins[0][0]
+    result["region"] = wins[0].name
     return result
+
+
+def _model_href(layout: RunLayout) -> str:
+    """The water model's metadata file, relative to the run directory (for the STAC Item)."""
+    return "./" + water.model_file(layout.water_model).relative_to(layout.root).as_posix()
 
 
 def update_metrics(path: Path, section: str, values: Mapping[str, Any]) -> Path:

@@ -39,8 +39,8 @@ print(f"STAC API: {stage.stac_url}")
 
 # %%
 regions = {name: stage.region_grid(name) for name in p.regions}
-for name, g in regions.items():
-    print(f"{name:<12} {p.regions[name].role:<8} {g.width} x {g.height} px")
+print("\n".join(f"{name:<12} {p.regions[name].role:<8} {g.width} x {g.height} px"
+                for name, g in regions.items()))
 fig = plots.regions_figure(stage.grid, regions, {k: r.role for k, r in p.regions.items()},
                            background=stage.world.labels() if stage.world else None)
 
@@ -55,6 +55,4 @@ client = pystac_client.Client.open(stage.stac_url)
 search = client.search(collections=[p.stac.collection], bbox=stage.grid.lonlat_bbox,
                        datetime=p.dates.interval)
 items = list(search.items())
-print(f"{len(items)} items in {p.stac.collection}")
-if items:
-    print("first:", items[0].id)
+print(f"{len(items)} items in {p.stac.collection}; first: {items[0].id if items else None}")

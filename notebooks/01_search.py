@@ -31,9 +31,9 @@ client = search.open_client(stage.stac_url, sign=p.stac.sign)
 result = search.search_scenes(client, collection=p.stac.collection, bbox=stage.grid.lonlat_bbox,
                               datetime=p.dates.interval, max_cloud_cover=p.stac.max_cloud_cover,
                               mgrs_tiles=p.stac.mgrs_tiles)
-if p.load.skip_bad_scenes:  # probe every scene's files now; later stages see the kept ones
-    result = integrity.drop_unreadable(result, [*p.bands, "SCL"])
-search.save_scenes(result, stage.path("scenes.parquet"))
+# load.skip_bad_scenes: probe every scene's files now; later stages see the kept ones
+result = integrity.drop_unreadable(result, [*p.bands, "SCL"]) if p.load.skip_bad_scenes else result
+search.save_scenes(result, stage.run_dir)
 print(f"{len(result.items)} scenes kept; {len(result.dropped)} reprocessed duplicate(s) dropped; "
       f"cloud filter applied by the {'server and client' if result.server_filtered else 'client'}")
 pd.set_option("display.width", 160)

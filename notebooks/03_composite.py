@@ -31,12 +31,12 @@ stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
 p = stage.params
 client = search.open_client(stage.stac_url, sign=p.stac.sign)
-table = pd.read_parquet(stage.path("scenes.parquet"))
+table = pd.read_parquet(stage.layout.scenes)
 items = search.fetch_items(client, p.stac.collection, table["id"])
 
 # %%
 result = feat.build_composite(items, table, stage.grid, p, client=client,
-                              masks_dir=stage.folder("masks"))
+                              masks_dir=stage.layout.masks)
 paths = feat.write_outputs(result, stage.grid, stage.run_dir)
 print({k: str(v.name) for k, v in paths.items()})
 print(f"pixels with no valid observation: {float((result.count == 0).mean()):.2%}")
@@ -54,5 +54,5 @@ fig = plots.composite_figure(result.features, result.count,
 # Shown on a 4x coarser grid; with `composite.method: monthly` they become the features.
 
 # %%
-monthly = feat.monthly_preview(items, stage.grid, p, masks_dir=stage.folder("masks"))
+monthly = feat.monthly_preview(items, stage.grid, p, masks_dir=stage.layout.masks)
 fig2 = plots.monthly_panel(monthly)

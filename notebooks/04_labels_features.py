@@ -36,7 +36,7 @@ client = search.open_client(stage.stac_url, sign=p.stac.sign)
 wc = labels.load_worldcover(stage.grid, source=p.labels.source, client=client,
                             version=p.labels.version, chunk=p.load.chunk).values
 wc = labels.remap(wc, p.labels.remap)
-write_cog(stage.path("labels.tif"), wc.astype("uint8"), stage.grid, nodata=0,
+write_cog(stage.layout.labels, wc.astype("uint8"), stage.grid, nodata=0,
           colormap=labels.worldcover_colormap(), band_names=["worldcover"])
 print("labelled pixels per class:", labels.check_classes(wc))
 
@@ -52,10 +52,7 @@ plots.class_map(ax, wc, stage.grid, title=f"WorldCover {p.labels.version} labels
 # %%
 feats = features.read_features(stage.run_dir)
 train_regions = {name: stage.region_grid(name) for name in p.regions_with("train")}
-region_labels = {}
-for name, rg in train_regions.items():
-    (r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
-    region_labels[name] = wc[r0:r0 + h, c0:c0 + w]
+region_labels = {name: stage.window(name).cut(wc) for name in train_regions}
 choice = blocks.choose_block_size(region_labels, p.grid.resolution,
                                   block_size=p.labels.block_size, cv_folds=p.train.cv_folds,
                                   valid_fraction=p.train.valid_fraction)
@@ -63,9 +60,9 @@ table = samples.collect(feats, wc, train_regions, stage.grid, block_px=choice.bl
                         per_class=p.labels.samples_per_class, seed=p.train.seed,
                         balance=p.labels.sampling == "balanced",
                         floor=p.labels.min_samples_per_class)
-with files.atomic_path(stage.path("samples.parquet")) as tmp:
+with files.atomic_path(stage.layout.samples) as tmp:
     table.to_parquet(tmp, index=False)
-files.write_json(stage.path("samples.json"), {
+files.write_json(stage.layout.sampling, {
     "sampling": p.labels.sampling, "blocks": choice.to_dict(),
     "region_class_pixels": {k: labels.check_classes(v) for k, v in region_labels.items()}})
 print(f"block size {choice.block_size_m:g} m ({choice.rule}; label autocorrelation range "

@@ -30,11 +30,11 @@ from lcgee.raster import read_cog
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()
 p = stage.params
-bundle = train.load_bundle(stage.folder("model"))
+bundle = train.load_bundle(stage.layout.model)
 feats = features.read_features(stage.run_dir, chunks=p.load.chunk)
 landcover = predict.predict_map(feats, bundle)
 tif, item = predict.write_landcover(landcover, stage.grid, stage.run_dir,
-                                    model_dir=stage.folder("model"),
+                                    model_dir=stage.layout.model,
                                     start=str(p.dates.start), end=str(p.dates.end),
                                     run_name=p.name)
 print(f"wrote {tif.name} and {item.name}")
@@ -46,7 +46,7 @@ print(f"wrote {tif.name} and {item.name}")
 import matplotlib.pyplot as plt
 
 lc = read_cog(tif, chunks=None).values[0]
-wc = read_cog(stage.path("labels.tif"), chunks=None).values[0]
+wc = read_cog(stage.layout.labels, chunks=None).values[0]
 rgb = plots.stretch(np.moveaxis(feats.sel(band=["B04", "B03", "B02"]).values, 0, -1))
 fig, axes = plt.subplots(1, 3, figsize=(18, 6))
 axes[0].imshow(np.nan_to_num(rgb))

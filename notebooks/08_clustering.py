@@ -42,9 +42,7 @@ fig, ax = plt.subplots(figsize=(7, 6))
 cluster.cluster_map(ax, clusters, title=f"k-means clusters ({apply_region})")
 
 # %%
-rg = stage.region_grid(apply_region)
-(r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
-wc = read_cog(stage.path("labels.tif"), chunks=None).values[0][r0:r0 + h, c0:c0 + w]
+wc = stage.window(apply_region).cut(read_cog(stage.layout.labels, chunks=None).values[0])
 table = pd.crosstab(pd.Series(clusters.ravel(), name="cluster"),
                     pd.Series(labels.class_names(wc.ravel()), name="WorldCover"))
 table.loc[table.index > 0]

@@ -47,3 +47,16 @@ def test_bad_grid_rejected():
     g = Grid("EPSG:32652", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), (5, 5))
     with pytest.raises(ParamsError, match="do not overlap"):
         g.crop((1000, 1000, 2000, 2000))
+
+
+def test_offset_in_misaligned_grids_is_a_clear_error():
+    from lcgee.errors import DataError
+
+    g = Grid("EPSG:32652", (10.0, 0.0, 620000.0, 0.0, -10.0, 3725360.0), (100, 100))
+    shifted = Grid("EPSG:32652", (10.0, 0.0, 620005.0, 0.0, -10.0, 3725360.0), (10, 10))
+    with pytest.raises(DataError, match="not on a pixel corner") as err:
+        shifted.offset_in(g)
+    assert err.value.where == "Grid.offset_in" and err.value.fix
+    coarse = Grid("EPSG:32652", (20.0, 0.0, 620000.0, 0.0, -20.0, 3725360.0), (10, 10))
+    with pytest.raises(DataError, match="differ in resolution or CRS"):
+        coarse.offset_in(g)
