@@ -77,3 +77,18 @@ def test_stopping_the_server_restores_the_environment(small_world, monkeypatch):
         href = f"{srv.files.url}/{rel}"
         assert not needs_signing(href)
         assert _get(href)[0] == 206
+
+
+def test_stackstac_engine_signs_and_keeps_tokens_out_of_errors(small_server, small_search,
+                                                               small_world):
+    pytest.importorskip("stackstac")
+    from lcgee.load import load_stack
+
+    _, items = small_search
+    it = items[0].clone()
+    it.assets["B04"].href = it.assets["B04"].href.replace("B04.tif", "missing.tif")
+    got = load_stack([items[0]], small_world.grid, ["B04"], engine="stackstac", chunk=192)
+    assert int(got["B04"].max().compute()) > 0  # would be a 403 without a token
+    with pytest.warns(UserWarning, match=r"missing\.tif") as warned:  # stackstac: 404 = no data
+        load_stack([it], small_world.grid, ["B04"], engine="stackstac", chunk=192).compute()
+    assert not any("sig=" in str(w.message) for w in warned)
