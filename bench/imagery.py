@@ -101,7 +101,9 @@ def _read_window(href: str, grid) -> np.ndarray:
     import rasterio
     from rasterio.windows import from_bounds
 
-    with rasterio.open(href) as src:
+    from lcgee.signing import sign_href
+
+    with rasterio.open(sign_href(href)) as src:  # signed when read, as the stages do
         win = from_bounds(*grid.bounds, transform=src.transform).round_offsets().round_lengths()
         return src.read(1, window=win)
 

@@ -178,6 +178,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         with run_scope(), DemoServer(world.root) as srv:
             print(f"STAC API: {srv.stac_url}  files: {srv.files.url if srv.files else ''}")
+            if srv.signed:  # imagery reads need a token, like Planetary Computer's
+                print(f"to read its imagery from another process: export PC_SDK_SAS_URL="
+                      f"{srv.files.sas_url} LCGEE_SIGNED_HOSTS={srv.files.netloc}")
             print("Ctrl-C to stop")
             try:
                 while True:

@@ -145,13 +145,14 @@ def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],
     from rasterio.enums import Resampling
 
     from lcgee.errors import require
+    from lcgee.signing import stackstac_reader
 
     stackstac = require("stackstac", "stackstac")
     arr = stackstac.stack(
         list(items), assets=list(assets), epsg=grid.epsg, resolution=grid.resolution,
         bounds=grid.bounds, chunksize=chunk, dtype=np.dtype("uint16"), fill_value=np.uint16(0),
         rescale=False, resampling=Resampling.nearest, xy_coords="center", snap_bounds=False,
-        sortby_date=False)
+        sortby_date=False, reader=stackstac_reader())  # signs at read time, like odc-stac
     if arr.shape[-2:] != grid.shape:
         raise DataError(f"stackstac produced {arr.shape[-2:]} px for a {grid.shape} grid",
                         where="load (stackstac)", fix="use load.engine: odc-stac")

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 __all__ = ["needs_signing", "sign_href", "SigningRioDriver", "signing_driver", "SIGNED_HOSTS_ENV",
-           "strip_queries", "quiet_signed_urls_in_logs"]
+           "strip_queries", "quiet_signed_urls_in_logs", "stackstac_reader"]
 
 SIGNED_HOSTS_ENV = "LCGEE_SIGNED_HOSTS"
 _BLOB = ".blob.core.windows.net"
@@ -77,6 +77,58 @@ def signing_driver() -> SigningRioDriver:
     from odc.stac._mdtools import StacAuxReader, StacMDParser
 
     return SigningRioDriver(md_parser=StacMDParser({}), aux_reader=StacAuxReader())
+
+
+_STACKSTAC_READER: Any = None
+
+
+def _stackstac_reader_class() -> Any:
+    """stackstac's reader, signing its URL each time it opens the file (built on first use:
+    stackstac is an optional extra)."""
+    global _STACKSTAC_READER
+    if _STACKSTAC_READER is None:
+        import warnings
+
+        from stackstac.nodata_reader import NodataReader, exception_matches
+        from stackstac.rio_reader import AutoParallelRioReader
+
+        def _open(self: Any) -> Any:
+            # stackstac quotes the URL in errors and warnings: sign it for the open only, and
+            # report failures with the query (the token) stripped
+            bare, as_nodata = self.url, self.errors_as_nodata
+            self.url, self.errors_as_nodata = sign_href(bare), ()
+            try:
+                return AutoParallelRioReader._open(self)
+            except RuntimeError as exc:
+                msg = strip_queries(str(exc))
+                if exc.__cause__ is not None and exception_matches(exc.__cause__, as_nodata):
+                    warnings.warn(msg, stacklevel=2)
+                    return NodataReader(dtype=self.dtype, fill_value=self.fill_value)
+                raise RuntimeError(msg) from None
+            finally:
+                self.url, self.errors_as_nodata = bare, as_nodata
+
+        def read(self: Any, window: Any, **kwargs: Any) -> Any:
+            try:
+                return AutoParallelRioReader.read(self, window, **kwargs)
+            except RuntimeError as exc:
+                raise RuntimeError(strip_queries(str(exc))) from None
+
+        _STACKSTAC_READER = type("SigningStackstacReader", (AutoParallelRioReader,),
+                                 {"_open": _open, "read": read, "__module__": __name__,
+                                  "__doc__": "stackstac's reader, signing URLs when opened."})
+    return _STACKSTAC_READER
+
+
+def stackstac_reader() -> Any:
+    """A ``reader=`` for ``stackstac.stack`` that signs each URL when the file is opened."""
+    return _stackstac_reader_class()
+
+
+def __getattr__(name: str) -> Any:  # module attribute, so pickles find the class by name
+    if name == "SigningStackstacReader":
+        return _stackstac_reader_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _URL_QUERY = re.compile(r"""(\b[a-z][a-z0-9+.-]*://[^\s?'"]+)\?[^\s'"]*""", re.IGNORECASE)

@@ -41,7 +41,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, small_server):
     """``tcp://`` address of a scheduler with two single-thread worker processes."""
     logs = tmp_path_factory.mktemp("dask-logs")
     port = free_port()

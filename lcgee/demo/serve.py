@@ -9,6 +9,13 @@
 
 Both listen on 127.0.0.1 only and stop when the context exits. rustac does not implement the
 query/filter extensions, so lcgee's search filters cloud cover client-side as well.
+
+With ``signed=True`` (the default) the files are served like Planetary Computer's blobs: every
+GeoTIFF read needs a SAS token (:class:`lcgee.demo.tokens.TokenServer`, answering 403
+without one), and while the server runs ``PC_SDK_SAS_URL`` and ``LCGEE_SIGNED_HOSTS`` point
+the Planetary Computer SDK at its token endpoint -- in this process and in every child started
+meanwhile (papermill kernels, Dask workers) -- so every read is signed at read time
+(:mod:`lcgee.signing`).
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from lcgee.errors import StacError
 from lcgee.procs import child_popen_kwargs, die_with_parent
 
-__all__ = ["DemoServer", "RangeHTTPServer", "free_port"]
+__all__ = ["DemoServer", "RangeHTTPServer", "free_port", "SAS_URL_ENV"]
+
+SAS_URL_ENV = "PC_SDK_SAS_URL"
 
 log = logging.getLogger(__name__)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -189,10 +199,14 @@ class DemoServer:
 
     collections = ("sentinel-2-l2a", "esa-worldcover", "s2-cloud-probability")
 
-    def __init__(self, world_root: Path, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, world_root: Path, *, startup_timeout: float = 30.0, signed: bool = True,
+                 token_seconds: float = 900.0) -> None:
         self.root = Path(world_root)
         self.startup_timeout = startup_timeout
-        self.files: RangeHTTPServer | None = None
+        self.signed = signed
+        self.token_seconds = token_seconds
+        self.files: Any = None  # RangeHTTPServer, or TokenServer when signed
+        self._env_before: dict[str, str | None] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._log = Path(os.devnull)
@@ -215,9 +229,17 @@ class DemoServer:
 
     def _start(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="lcgee-stac-")
-        self.files = RangeHTTPServer(self.root)
+        if self.signed:
+            from lcgee.demo.tokens import TokenServer
+
+            self.files = TokenServer(self.root, valid_seconds=self.token_seconds,
+                                     imagery_only=True)
+        else:
+            self.files = RangeHTTPServer(self.root)
         hrefs = self._write_served_json(Path(self._tmp.name), self.files.url)
         self.files.start()
+        if self.signed:
+            self._point_sdk_at(self.files.sas_url, self.files.netloc)
         port = free_port()
         self.stac_url = f"http://127.0.0.1:{port}"
         cmd = [_rustac_executable(), "serve", "--addr", f"127.0.0.1:{port}", *hrefs]
@@ -256,15 +278,56 @@ class DemoServer:
         url = f"{self.stac_url}/collections/{self.collections[0]}"
         _wait_http(url, self._proc, self.startup_timeout, "rustac serve", log_path=self._log)
 
+    def _point_sdk_at(self, sas_url: str, netloc: str) -> None:
+        """Sign reads of ``netloc`` with tokens from ``sas_url`` (here and in children)."""
+        from lcgee.signing import SIGNED_HOSTS_ENV
+
+        self._env_before = {k: os.environ.get(k) for k in (SAS_URL_ENV, SIGNED_HOSTS_ENV)}
+        hosts = [h for h in os.environ.get(SIGNED_HOSTS_ENV, "").split(",") if h.strip()]
+        os.environ[SAS_URL_ENV] = sas_url
+        os.environ[SIGNED_HOSTS_ENV] = ",".join([*hosts, netloc])
+        _forget_sdk_settings()
+
+    def _restore_env(self) -> None:
+        from lcgee.signing import SIGNED_HOSTS_ENV
+
+        if self._env_before is None or self.files is None:
+            return
+        netloc = self.files.netloc
+        if os.environ.get(SAS_URL_ENV) == self.files.sas_url:
+            _set_env(SAS_URL_ENV, self._env_before[SAS_URL_ENV])
+        hosts = [h for h in os.environ.get(SIGNED_HOSTS_ENV, "").split(",")
+                 if h.strip() and h != netloc]
+        _set_env(SIGNED_HOSTS_ENV, ",".join(hosts) or None)
+        self._env_before = None
+        _forget_sdk_settings()
+
     def stop(self) -> None:
         _terminate(self._proc)
         self._proc = None
+        self._restore_env()
         if self.files is not None:
             self.files.stop()
             self.files = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _forget_sdk_settings() -> None:
+    """Make the Planetary Computer SDK read its settings again and drop its cached tokens."""
+    import planetary_computer.sas as sas
+    from planetary_computer.settings import Settings
+
+    Settings.get.cache_clear()
+    sas.TOKEN_CACHE.clear()
 
 
 if __name__ == "__main__":  # python -m lcgee.demo.serve files ROOT PORT [PARENT_PID]
