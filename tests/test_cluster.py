@@ -106,7 +106,8 @@ def test_stages_on_a_multiprocess_cluster_equal_the_local_run(cluster, small_sea
     client, items = small_search
     grid = small_world.grid
     params = load_params(ROOT / "params/demo.yaml",
-                         {"load.chunk": 128, "dask.address": address})
+                         {"load.chunk": 128, "dask.address": address,
+                          "clouds.source": "local"})  # what `auto` resolves to on the demo
     local = tmp_path / "local"
     with dask.config.set(scheduler="threads", num_workers=2):
         _run(items, grid, params, client, local)
