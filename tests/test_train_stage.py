@@ -32,20 +32,10 @@ train: {num_iterations: 30, num_leaves: 7, min_data_in_leaf: 5, early_stopping_r
 
 
 def synthetic(seed, shape):
-    """Features that separate three classes by column, with NaN holes and unlabelled rows."""
-    rng = np.random.default_rng(seed)
-    cols = np.arange(shape[1])
-    lab = np.broadcast_to(np.where(cols < 50, 10, np.where(cols < 110, 40, 80)), shape).copy()
-    base = {10: [0.03, 0.03, 0.35], 40: [0.06, 0.08, 0.28], 80: [0.05, 0.04, 0.02]}
-    X = np.zeros((4, *shape), np.float32)
-    for code, mean in base.items():
-        sel = lab == code
-        for b, m in enumerate(mean):
-            X[b][sel] = m + rng.normal(0, 0.01, sel.sum())
-    X[3] = (X[2] - X[1]) / (X[2] + X[1])
-    X[:, 5:10, 5:10] = np.nan
-    lab[0:3] = 0
-    return X, lab
+    """The toy features of the training tests (three classes by column, NaN holes)."""
+    from test_training import synthetic as toy
+
+    return toy(seed, shape)
 
 
 @pytest.fixture()
