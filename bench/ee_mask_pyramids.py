@@ -30,10 +30,10 @@ def main() -> None:
     args = ap.parse_args()
 
 
-    from lcgee import clouds, search
+    from lcgee import clouds, ee_stage, search
     from lcgee.demo.serve import DemoServer
     from lcgee.demo.world import build_world
-    from lcgee.gee import cloudmask, emulator, offline, session
+    from lcgee.gee import cloudmask, offline, session
     from lcgee.scenes import gee_index
 
     world = build_world(progress=False)
@@ -44,7 +44,7 @@ def main() -> None:
         items = search.search_scenes(client, collection="sentinel-2-l2a",
                                      bbox=grid.lonlat_bbox,
                                      datetime="2021-04-01/2022-09-30").items[:args.scenes]
-        loader = emulator.stac_loader(client, items, grid, chunk=256)
+        loader = ee_stage.stac_loader(client, items, grid, chunk=256)
         total = differ = 0
         counts = {"nearest": {}, "pyramid": {}}
         for item in items:

@@ -117,14 +117,14 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_ee(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lcgee.gee.verify import dry_run
+    from lcgee.ee_stage import dry_run
 
     result = dry_run(Path(args.run_dir), region=args.region)
-    spec = result["spec"]
+    spec = result.spec
     print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings, "
-          f"route: {result['route']}")
-    print(result["table"].to_string(index=False))
-    bad = int(result["table"]["disagreements"].sum())
+          f"route: {result.route}")
+    print(result.table.to_string(index=False))
+    bad = result.disagreements
     bad += _verify_water(Path(args.run_dir), args.region)
     print("OK: Earth Engine would reproduce the local labels" if bad == 0 else
           f"MISMATCH: {bad} disagreement(s); do not export this model")

@@ -27,10 +27,13 @@ import xarray as xr
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.files import write_text
+from lcgee.gee import cloudmask, session
+from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
 from lcgee.params import CloudParams
 from lcgee.raster import read_cog, write_cog
+from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
@@ -60,8 +63,6 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     Matches items to probability layers by Earth Engine ``system:index``. Returns the layer
     stacked over the matched items and the ids of the items without one.
     """
-    from lcgee.scenes import gee_index
-
     keys = [gee_index(it) for it in items]
     found = fetch_items(client, collection, keys, required=False)
     have = {it.id for it in found}
@@ -84,9 +85,6 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
     :class:`lcgee.gee.emulator.OfflineEarthEngine` offline); None needs a live session
     (:func:`lcgee.gee.session.init_live`), else an EarthEngineError saying how to authenticate.
     """
-    from lcgee.gee import cloudmask, session
-    from lcgee.gee.retry import RetryPolicy
-
     if connection is None and session.session_mode() != "live":
         raise EarthEngineError("Earth Engine is not initialised, so its cloud masks cannot be "
                                "downloaded", where="clouds.source: gee",

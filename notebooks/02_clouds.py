@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 import lcgee
-from lcgee import cloudsource, files, load, masks, plots, search
-from lcgee.gee import emulator
+from lcgee import cloudsource, ee_stage, files, load, masks, plots, search
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
@@ -51,7 +50,7 @@ print(f"{len(items)} scenes; cloud source {choice.source!r} ({choice.reason}); f
 # Engine graphs locally.
 
 # %%
-ee_options, ee_label = emulator.earth_engine_options(
+ee_options, ee_label = ee_stage.earth_engine_options(
     p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
     world=stage.world)
 print(ee_label)

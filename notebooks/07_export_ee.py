@@ -28,29 +28,28 @@ stac_url = None  # STAC API to search; None means stac.url from the params (demo
 
 # %%
 import lcgee
-from lcgee import search
-from lcgee.gee import verify
+from lcgee import ee_stage, search
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 p = stage.params
 # with the STAC client the dry run also evaluates the whole server chain from the scenes'
 # digital numbers (median / monthly runs) and counts its label flips
-result = verify.dry_run(stage.run_dir, client=search.open_client(stage.stac_url,
-                                                                 sign=p.stac.sign))
-spec = result["spec"]
+result = ee_stage.dry_run(stage.run_dir, client=search.open_client(stage.stac_url,
+                                                                   sign=p.stac.sign))
+spec = result.spec
 per_class = {c: len(t) for c, t in zip(spec.class_values, spec.trees)}
 print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings -> "
-      f"route: {result['route']}")
+      f"route: {result.route}")
 print("trees per class:", per_class)
 print("largest feature difference server-side vs local: "
-      f"{max(result['feature_diff'].values()):.2e}")
+      f"{max(result.feature_diff.values()):.2e}")
 
 # %% [markdown]
 # ## Dry run: held-out samples and the whole held-out region
 # Written to `model/`: `ee_classifier.json`, `ee_graph.json`, `holdout.parquet`.
 
 # %%
-result["table"]
+result.table
 
 # %% [markdown]
 # ## Server-side result (offline preview) next to the local map
@@ -61,9 +60,9 @@ import matplotlib.pyplot as plt
 from lcgee import plots
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-plots.class_map(axes[0], result["local_map"], result["region"], legend=False,
+plots.class_map(axes[0], result.local_map, result.region, legend=False,
                 title="local map (lcgee predictor)")
-plots.class_map(axes[1], result["ee_map"], result["region"],
+plots.class_map(axes[1], result.ee_map, result.region,
                 title="Earth Engine graph, evaluated offline")
 for ax in axes:
     ax.set_xticks([])
@@ -111,14 +110,13 @@ else:
 # %%
 if live_ready:
     from lcgee.gee import classify
-    from lcgee.gee import composite as gee_composite
 
     policy = live.policy_for(p.ee)
     trees_table = None
-    if result["route"] == "table-asset":
+    if result.route == "table-asset":
         trees_table = live.ensure_trees_table(spec, live.trees_asset_for(p.ee, p.name),
                                               policy=policy)
-    classified = live.classify_live(spec, gee_composite.composite_for_params(p, stage.grid),
+    classified = live.classify_live(spec, ee_stage.composite_for_params(p, stage.grid),
                                     stage.grid, mode=p.ee.output_mode, trees_table=trees_table,
                                     available_bands=live.composite_bands(p, spec))
 
@@ -131,12 +129,12 @@ if live_ready:
 ee_pixels = None
 if live_ready:
     try:  # one request, or tiles through the tiled downloader when larger
-        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy,
+        ee_pixels = live.fetch_pixels(classified, result.region, policy=policy,
                                       cache_dir=stage.folder(".cache", "ee-tiles"))
     except EarthEngineError as exc:  # too large to fetch: the export below has it all
         print(exc)
     else:
-        agreement = live.compare_maps(ee_pixels, result["local_map"])
+        agreement = live.compare_maps(ee_pixels, result.local_map)
         print(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
               f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without a "
               "server-side composite")
@@ -144,9 +142,9 @@ if live_ready:
 # %%
 if ee_pixels is not None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    plots.class_map(axes[0], result["local_map"], result["region"], legend=False,
+    plots.class_map(axes[0], result.local_map, result.region, legend=False,
                     title="local map (lcgee predictor)")
-    plots.class_map(axes[1], ee_pixels, result["region"], title="Earth Engine, live")
+    plots.class_map(axes[1], ee_pixels, result.region, title="Earth Engine, live")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

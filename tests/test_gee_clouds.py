@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from lcgee import clouds, load, masks
+from lcgee import clouds, ee_stage, load, masks
 from lcgee.errors import EarthEngineError
 from lcgee.gee import cloudmask, emulator, offline, session
 from lcgee.gee.retry import RetryPolicy
@@ -148,7 +148,7 @@ def test_bad_parameters_are_refused_before_any_graph():
 
 
 def test_confirm_matches_one_batched_query_with_retry(scenes):
-    ee_stub = emulator.demo_earth_engine(scenes["client"], scenes["items"], scenes["grid"])
+    ee_stub = ee_stage.demo_earth_engine(scenes["client"], scenes["items"], scenes["grid"])
     ids = [gee_index(it) for it in scenes["items"]] + ["20990101T000000_20990101T000000_T52SFC"]
     calls = []
 
@@ -181,7 +181,7 @@ def test_confirm_matches_reports_a_refusal():
 def test_emulator_answers_tiles_of_the_whole_mask(scenes):
     """Tiles requested from the stand-in equal windows of the whole-scene local mask."""
     grid = scenes["grid"]
-    ee_stub = emulator.demo_earth_engine(scenes["client"], scenes["items"], grid)
+    ee_stub = ee_stage.demo_earth_engine(scenes["client"], scenes["items"], grid)
     t = 1
     idx = gee_index(scenes["items"][t])
     image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid,
@@ -205,7 +205,7 @@ def test_gee_source_equals_local_source_and_resumes(scenes, tmp_path):
     from lcgee.params import CloudParams
 
     grid, items, client = scenes["grid"], scenes["items"], scenes["client"]
-    stub = emulator.demo_earth_engine(client, items, grid)
+    stub = ee_stage.demo_earth_engine(client, items, grid)
     stub.catalog.discard(gee_index(items[2]))  # Earth Engine has no counterpart for this one
     cfg = CloudParams(source="gee", fallback="local", preset="aggressive")
     ee_args = {"connection": stub, "cache_dir": tmp_path, "workers": 3, "progress": False}

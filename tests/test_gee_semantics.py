@@ -112,10 +112,11 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
 
 
 def _evaluate_composite(image, client, items, grid, bands):
-    from lcgee.gee import emulator, offline
+    from lcgee import ee_stage
+    from lcgee.gee import offline
 
     graph = json.loads(image.serialize())
-    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=bands)
+    loader = ee_stage.stac_loader(client, items, grid, chunk=128, bands=bands)
     images, props = {}, {}
     for asset_id in sorted(offline.loaded_ids(graph)):
         images[asset_id], props[asset_id] = loader(asset_id)
@@ -336,9 +337,10 @@ def test_whole_server_chain_equals_the_local_map_bit_for_bit(offline_session, sc
 
 
 def _evaluate_composite_graph(graph, client, items, grid):
-    from lcgee.gee import emulator, offline
+    from lcgee import ee_stage
+    from lcgee.gee import offline
 
-    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS4)
+    loader = ee_stage.stac_loader(client, items, grid, chunk=128, bands=BANDS4)
     images, props = {}, {}
     for asset_id in sorted(offline.loaded_ids(graph)):
         images[asset_id], props[asset_id] = loader(asset_id)
@@ -452,8 +454,8 @@ def test_dry_run_chain_graph_equals_the_local_chain_on_synthetic_scenes(offline_
     graph = chain.chain_graph(spec, n, method="median", bands=bands, index_names=["NDVI"])
     images = {}
     for i in range(n):
-        images[chain._SCENE.format(i)] = {"B4": dn[i, 0], "B8": dn[i, 1]}
-        images[chain._MASK.format(i)] = {"cloud_mask": codes[i].astype(np.float64)}
+        images[chain.SCENE_ID.format(i)] = {"B4": dn[i, 0], "B8": dn[i, 1]}
+        images[chain.MASK_ID.format(i)] = {"cloud_mask": codes[i].astype(np.float64)}
     out = offline.evaluate_graph(graph, images=images)
     ee_map = np.nan_to_num(out["landcover"]).astype(np.uint8).ravel()
     assert not ok.all() and np.array_equal(ee_map, local)

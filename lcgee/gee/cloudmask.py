@@ -31,9 +31,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tqdm.std import tqdm
+
 from lcgee import clouds
 from lcgee.errors import EarthEngineError
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.download import download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
+from lcgee.scenes import gee_index
 
 __all__ = [
     "SR_COLLECTION",
@@ -57,11 +62,6 @@ MASK_BAND = "cloud_mask"
 _SCL_WATER = 6
 _SR_SCALE = 10000
 
-
-def _ee() -> Any:
-    import ee
-
-    return ee
 
 
 def scene_images(index: str) -> tuple[Any, Any]:
@@ -250,11 +250,6 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
 
     Returns ``([(item id, uint8 mask), ...], items without an Earth Engine counterpart)``.
     """
-    from tqdm.std import tqdm
-
-    from lcgee.gee.download import download_image
-    from lcgee.scenes import gee_index
-
     keys = [gee_index(it) for it in items]
     found, _ = confirm_matches(keys, get_info=get_info, policy=policy)
     have = set(found)

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from lcgee.errors import DataError, EarthEngineError, ParamsError, require
+from lcgee.errors import DataError, EarthEngineError, ParamsError
 from lcgee.files import atomic_path, write_json
+from lcgee.gee.api import ee
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.grid import Grid
 
@@ -300,7 +301,7 @@ def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_band
     log.info("%s: %d tiles, %d cached in %s", description, len(windows), len(windows) - len(todo), folder)
     if todo:
         if compute is None:
-            compute = require("ee", "gee").data.computePixels
+            compute = ee().data.computePixels
         _fetch_all(todo, requests, out, folder, compute, workers=workers, policy=policy,
                    progress=progress, description=description, n_total=len(windows))
     return out

@@ -39,11 +39,12 @@ import pandas as pd
 
 from lcgee.errors import EarthEngineError, ModelError, ParamsError, require
 from lcgee.gee import classify
+from lcgee.gee.api import ee as _ee
 from lcgee.gee.download import MAX_REQUEST_BYTES, MAX_SIDE, download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.gee.trees import EEClassifierSpec
+from lcgee.gee.worldcover import WORLDCOVER
 from lcgee.grid import Grid
-from lcgee.labels import WORLDCOVER
 
 __all__ = [
     "INTERACTIVE_MAX_BYTES",
@@ -101,9 +102,6 @@ EXPORT_FIX = ("export it instead: set ee.start_export: true (with ee.export_path
 _SUMMARY_COLUMNS = ("crs", "dimensions", "scale", "maxPixels")
 _ACTIVE_STATES = frozenset({"UNSUBMITTED", "READY", "PENDING", "RUNNING", "CANCEL_REQUESTED"})
 
-
-def _ee() -> Any:
-    return require("ee", "gee")
 
 
 def policy_for(ee_params: Any) -> RetryPolicy:
@@ -218,7 +216,7 @@ def compare_maps(ee_map: np.ndarray, local_map: np.ndarray) -> dict[str, Any]:
 
 
 def composite_bands(params: Any, spec: EEClassifierSpec) -> list[str]:
-    """The bands :func:`lcgee.gee.composite.composite_for_params` gives for this run.
+    """The bands :func:`lcgee.ee_stage.composite_for_params` gives for this run.
 
     ``features.bands`` (the indices are added by :func:`classify.feature_image`), or, for the
     ``monthly`` method, the whole feature stack (``mYYYYMM_<band or index>``) as the model uses it.

@@ -19,10 +19,28 @@ from typing import Any
 import numpy as np
 
 from lcgee.errors import ParamsError
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.download import download_image
+from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 
-__all__ = ["WORLDCOVER_IMAGE", "WORLDCOVER_BAND", "fine_grid", "block_mode",
+__all__ = ["WORLDCOVER", "WORLDCOVER_IMAGE", "WORLDCOVER_BAND", "fine_grid", "block_mode",
            "download_worldcover"]
+
+#: ESA WorldCover v200 classes: code -> (name, official colour).
+WORLDCOVER: dict[int, tuple[str, str]] = {
+    10: ("Tree cover", "#006400"),
+    20: ("Shrubland", "#ffbb22"),
+    30: ("Grassland", "#ffff4c"),
+    40: ("Cropland", "#f096ff"),
+    50: ("Built-up", "#fa0000"),
+    60: ("Bare / sparse vegetation", "#b4b4b4"),
+    70: ("Snow and ice", "#f0f0f0"),
+    80: ("Permanent water bodies", "#0064c8"),
+    90: ("Herbaceous wetland", "#0096a0"),
+    95: ("Mangroves", "#00cf75"),
+    100: ("Moss and lichen", "#fae6a0"),
+}
 
 #: The WorldCover v200 image in Earth Engine's catalog.
 WORLDCOVER_IMAGE = "ESA/WorldCover/v200/2021"
@@ -69,11 +87,7 @@ def download_worldcover(grid: Grid, *, cache_dir: str | Path | None = None,
     :mod:`lcgee.gee.emulator`) answers the pixel requests; default: the live
     ``ee.data.computePixels`` of an initialised session.
     """
-    import ee
-
-    from lcgee.gee.download import download_image
-    from lcgee.gee.retry import RetryPolicy
-
+    ee = _ee()
     fine, factor = fine_grid(grid)
     if compute is None and connection is not None:
         compute = connection.compute_pixels
