@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from lcgee.errors import DataError, NoScenesError, StacError
+from lcgee.files import atomic_path, write_json
 from lcgee.scenes import deduplicate, normalize_tile, scene_table
 
 __all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
@@ -162,8 +163,6 @@ def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
 
 def save_scenes(result: SearchResult, path: Path) -> Path:
     """The scene table as Parquet (atomically), with the dropped duplicates beside it."""
-    from lcgee.files import atomic_path, write_json
-
     with atomic_path(path) as tmp:
         result.table.to_parquet(tmp, index=False)
     write_json(path.with_name("duplicates.json"),
