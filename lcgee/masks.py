@@ -28,6 +28,7 @@ from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.files import write_text
 from lcgee.gee import cloudmask, session
+from lcgee.gee.connection import EarthEngineConnection
 from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
@@ -76,7 +77,8 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
 
 
 def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                        cache_dir: Path | None = None, connection: Any = None, workers: int = 8,
+                        cache_dir: Path | None = None,
+                        connection: EarthEngineConnection | None = None, workers: int = 8,
                         retries: int = 6, progress: bool = True
                         ) -> tuple[xr.DataArray | None, list[Any]]:
     """The ``gee`` source: masks computed in Earth Engine, downloaded onto the grid.
@@ -97,8 +99,7 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
         cache_dir = Path(tempfile.gettempdir()) / "lcgee-ee-tiles"
     got, left = cloudmask.download_masks(
         items, grid, cloud_params(cfg), cache_dir=cache_dir,
-        compute=None if connection is None else connection.compute_pixels,
-        get_info=None if connection is None else connection.get_info,
+        connection=connection,
         workers=workers, policy=RetryPolicy(attempts=retries), progress=progress)
     if left:
         log.warning("%d scene(s) have no Earth Engine counterpart: %s", len(left),

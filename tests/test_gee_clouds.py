@@ -15,6 +15,33 @@ from lcgee.gee import cloudmask, emulator, offline, session
 from lcgee.gee.retry import RetryPolicy
 from lcgee.scenes import gee_index
 
+
+class _Service:
+    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
+
+    def __init__(self, compute_pixels=None, get_info=None):
+        self._compute, self._info = compute_pixels, get_info
+
+    def compute_pixels(self, request):
+        return self._compute(request)
+
+    def get_info(self, query):
+        return self._info(query)
+
+    def start_task(self, task):
+        raise AssertionError("no task expected")
+
+    def task_status(self, task):
+        raise AssertionError("no task expected")
+
+
+def pixels(fn):
+    return _Service(compute_pixels=fn)
+
+
+def info(fn):
+    return _Service(get_info=fn)
+
 NO_WAIT = RetryPolicy(sleep=lambda s: None, seed=0)
 
 
@@ -160,7 +187,7 @@ def test_confirm_matches_one_batched_query_with_retry(scenes):
             raise ee.EEException("Too Many Requests: rate limit exceeded (429)")
         return ee_stub.get_info(query)
 
-    found, missing = cloudmask.confirm_matches(ids, get_info=flaky, policy=NO_WAIT)
+    found, missing = cloudmask.confirm_matches(ids, connection=info(flaky), policy=NO_WAIT)
     assert found == ids[:-1] and missing == ids[-1:]
     assert len(calls) == 2  # one query, retried once
     text = calls[0].serialize()  # both collections asked in the same request
@@ -175,7 +202,7 @@ def test_confirm_matches_reports_a_refusal():
         raise ee.EEException("Permission denied on project x")
 
     with pytest.raises(EarthEngineError, match="refused"):
-        cloudmask.confirm_matches(["a"], get_info=refused, policy=NO_WAIT)
+        cloudmask.confirm_matches(["a"], connection=info(refused), policy=NO_WAIT)
 
 
 def test_emulator_answers_tiles_of_the_whole_mask(scenes):

@@ -16,6 +16,33 @@ from lcgee.errors import EarthEngineError
 from lcgee.gee import classify, download, live, session
 from lcgee.grid import Grid
 
+
+class _Service:
+    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
+
+    def __init__(self, compute_pixels=None, get_info=None):
+        self._compute, self._info = compute_pixels, get_info
+
+    def compute_pixels(self, request):
+        return self._compute(request)
+
+    def get_info(self, query):
+        return self._info(query)
+
+    def start_task(self, task):
+        raise AssertionError("no task expected")
+
+    def task_status(self, task):
+        raise AssertionError("no task expected")
+
+
+def pixels(fn):
+    return _Service(compute_pixels=fn)
+
+
+def info(fn):
+    return _Service(get_info=fn)
+
 GRID = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (100, 200))
 
 
@@ -91,7 +118,7 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
         return out
 
     image = classify.placeholder_composite().select(["B04"], ["landcover"])
-    got = live.fetch_pixels(image, grid, compute=compute, cache_dir=tmp_path)
+    got = live.fetch_pixels(image, grid, connection=pixels(compute), cache_dir=tmp_path)
     assert len(requests) >= 2
     for r in requests:
         dims = r["grid"]["dimensions"]
@@ -103,7 +130,7 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
     assert np.all(got == got[:, :1])
     # one request when it fits
     requests.clear()
-    small = live.fetch_pixels(image, GRID, compute=compute, cache_dir=tmp_path)
+    small = live.fetch_pixels(image, GRID, connection=pixels(compute), cache_dir=tmp_path)
     assert len(requests) == 1 and small.shape == GRID.shape
 
 

@@ -36,6 +36,7 @@ from tqdm.std import tqdm
 from lcgee import clouds
 from lcgee.errors import EarthEngineError
 from lcgee.gee.api import ee as _ee
+from lcgee.gee.connection import EarthEngineConnection, live_or
 from lcgee.gee.download import download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.scenes import gee_index
@@ -212,12 +213,12 @@ def scene_collection(indices: Sequence[str], **params: Any) -> Any:
                                           for i in indices])
 
 
-def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
+def confirm_matches(indices: Sequence[str], *, connection: EarthEngineConnection | None = None,
                     policy: RetryPolicy | None = None) -> tuple[list[str], list[str]]:
     """Which ``system:index`` values exist in both collections: one batched metadata query.
 
-    Returns ``(found, missing)`` in the order given. ``get_info`` evaluates the query (default
-    ``ee.ComputedObject.getInfo``; tests pass a stand-in); 429s / 5xx are retried.
+    Returns ``(found, missing)`` in the order given. ``connection`` evaluates the query
+    (``get_info``; default: the live service); 429s / 5xx are retried.
     """
     ee = _ee()
     ids = [str(i) for i in indices]
@@ -228,15 +229,15 @@ def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
         .aggregate_array("system:index")
         for name, collection in (("sr", SR_COLLECTION), ("probability", PROBABILITY_COLLECTION))
     })
-    fetch = get_info or (lambda q: q.getInfo())
-    answer = call_with_backoff(fetch, query, what="matching scenes in Earth Engine",
-                               policy=policy)
+    answer = call_with_backoff(live_or(connection).get_info, query,
+                               what="matching scenes in Earth Engine", policy=policy)
     both = set(answer.get("sr") or []) & set(answer.get("probability") or [])
     return [i for i in ids if i in both], [i for i in ids if i not in both]
 
 
 def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
-                   cache_dir: Any, compute: Any = None, get_info: Any = None, workers: int = 8,
+                   cache_dir: Any, connection: EarthEngineConnection | None = None,
+                   workers: int = 8,
                    policy: RetryPolicy | None = None, progress: bool = True
                    ) -> tuple[list[tuple[str, Any]], list[Any]]:
     """Masks of the items computed in Earth Engine and downloaded onto ``grid``.
@@ -245,13 +246,13 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
     batched query), then downloads each scene's :func:`mask_codes` (working grids in the grid's
     CRS) with :func:`lcgee.gee.download.download_image`: tiles within the request limits, at
     most ``workers`` requests in flight, retries with backoff, tiles cached under ``cache_dir``
-    so an interrupted run resumes. ``compute`` / ``get_info`` default to the live service
-    (``ee.data.computePixels`` / ``getInfo``); :mod:`lcgee.gee.emulator` provides stand-ins.
+    so an interrupted run resumes. ``connection`` defaults to the live service;
+    :class:`lcgee.gee.emulator.OfflineEarthEngine` stands in for it offline.
 
     Returns ``([(item id, uint8 mask), ...], items without an Earth Engine counterpart)``.
     """
     keys = [gee_index(it) for it in items]
-    found, _ = confirm_matches(keys, get_info=get_info, policy=policy)
+    found, _ = confirm_matches(keys, connection=connection, policy=policy)
     have = set(found)
     todo = [(item, key) for item, key in zip(items, keys, strict=True) if key in have]
     out = []
@@ -259,7 +260,7 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
                           disable=not progress or len(todo) < 2):
         image = mask_codes(*scene_images(key), crs=grid, **cloud)
         arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
-                             band_ids=[MASK_BAND], compute=compute, workers=workers,
+                             band_ids=[MASK_BAND], connection=connection, workers=workers,
                              policy=policy, progress=progress and len(todo) < 2,
                              description=f"Earth Engine mask {key}")
         out.append((item.id, arr[0]))

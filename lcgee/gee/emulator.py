@@ -1,6 +1,7 @@
 """An offline stand-in for Earth Engine's pixel and metadata requests, answered from local arrays.
 
-:class:`OfflineEarthEngine` has the two calls lcgee's Earth Engine code makes:
+:class:`OfflineEarthEngine` implements :class:`lcgee.gee.connection.EarthEngineConnection`
+(export tasks are refused):
 
 * ``compute_pixels(request)`` takes the same request as ``ee.data.computePixels`` (an
   ``expression``, ``fileFormat`` ``NUMPY_NDARRAY`` and a ``grid`` with ``dimensions``,
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lcgee.errors import DataError
+from lcgee.errors import DataError, EarthEngineError
 from lcgee.gee import offline
 from lcgee.gee.download import AFFINE_FIELDS
 from lcgee.grid import Grid
@@ -110,6 +111,16 @@ class OfflineEarthEngine:
         for name in names:
             out[name] = layers[name]
         return out
+
+    def start_task(self, task: Any) -> None:
+        """Export tasks are not emulated: refused with the way to run them."""
+        raise EarthEngineError("export tasks are not emulated offline", where="start_task",
+                               fix="set ee.project and authenticate to export with Earth Engine")
+
+    def task_status(self, task: Any) -> dict[str, Any]:
+        """Export tasks are not emulated: refused (no task was ever started here)."""
+        raise EarthEngineError("export tasks are not emulated offline", where="task_status",
+                               fix="set ee.project and authenticate to export with Earth Engine")
 
     def get_info(self, query: Any) -> dict[str, list[str]]:
         """Answer :func:`lcgee.gee.cloudmask.confirm_matches`' query from the catalog."""

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lcgee.errors import ParamsError
 from lcgee.gee.api import ee as _ee
+from lcgee.gee.connection import EarthEngineConnection
 from lcgee.gee.download import download_image
 from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
@@ -79,24 +79,21 @@ def block_mode(codes: np.ndarray, factor: int) -> np.ndarray:
 
 
 def download_worldcover(grid: Grid, *, cache_dir: str | Path | None = None,
-                        compute: Any = None, connection: Any = None, workers: int = 8,
+                        connection: EarthEngineConnection | None = None, workers: int = 8,
                         retries: int | None = None, progress: bool = False) -> np.ndarray:
     """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data) from Earth Engine.
 
-    ``compute`` (or ``connection.compute_pixels``, e.g. the offline stand-in of
-    :mod:`lcgee.gee.emulator`) answers the pixel requests; default: the live
-    ``ee.data.computePixels`` of an initialised session.
+    ``connection`` (e.g. the offline stand-in :class:`lcgee.gee.emulator.OfflineEarthEngine`)
+    answers the pixel requests; default: the live service of an initialised session.
     """
     ee = _ee()
     fine, factor = fine_grid(grid)
-    if compute is None and connection is not None:
-        compute = connection.compute_pixels
     image = ee.Image(WORLDCOVER_IMAGE).select([WORLDCOVER_BAND]).unmask(0).toUint8()
     policy = RetryPolicy(attempts=int(retries)) if retries else None
 
     def fetch(folder: str | Path) -> np.ndarray:
         return download_image(image, fine, cache_dir=folder, n_bands=1, dtype="uint8",
-                              band_ids=[WORLDCOVER_BAND], compute=compute, workers=workers,
+                              band_ids=[WORLDCOVER_BAND], connection=connection, workers=workers,
                               policy=policy, progress=progress,
                               description="ESA WorldCover from Earth Engine")[0]
 
