@@ -49,8 +49,9 @@ def main() -> None:
         counts = {"nearest": {}, "pyramid": {}}
         for item in items:
             key = gee_index(item)
-            graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(key), crs=grid,
-                                                    **dict(clouds.TUTORIAL)).serialize())
+            tutorial = clouds.CloudMaskParams.from_mapping(clouds.TUTORIAL)
+            graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(key), tutorial,
+                                                    crs=grid).serialize())
             images, props = {}, {}
             for asset_id in sorted(offline.loaded_ids(graph)):
                 images[asset_id], props[asset_id] = loader(asset_id)

@@ -7,7 +7,7 @@ and ``lcgee ee verify``:
 * :func:`stac_loader` / :func:`demo_earth_engine`: the offline stand-in
   (:class:`lcgee.gee.emulator.OfflineEarthEngine`) serving the demo world's scenes;
 * :func:`earth_engine_options`: how the ``gee`` cloud source reaches Earth Engine for a run
-  (:class:`EarthEngineOptions`);
+  (:class:`EarthEngineAccess`);
 * :func:`composite_for_params`: the run's composite searched inside Earth Engine;
 * :func:`chain_flips` and :func:`dry_run`: the checks before spending Earth Engine quota
   (:class:`DryRunResult`).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from lcgee.gee import cloudmask, offline, session, verify
 from lcgee.gee import composite as gee_composite
 from lcgee.gee.chain import MASK_ID, SCENE_ID, chain_graph
 from lcgee.gee.classify import PC_TO_EE_BANDS
+from lcgee.gee.connection import EarthEngineOptions
 from lcgee.gee.emulator import Loader, OfflineEarthEngine
 from lcgee.gee.trees import EEClassifierSpec
 from lcgee.grid import Grid
@@ -42,7 +43,8 @@ from lcgee.scenes import gee_index
 from lcgee.stage import Stage
 from lcgee.train import load_bundle
 
-__all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "composite_for_params",
+__all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEngineAccess",
+           "composite_for_params",
            "chain_flips", "DryRunResult", "dry_run"]
 
 
@@ -104,9 +106,21 @@ def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: i
                               catalog=[k for k in keys if k in have])
 
 
+@dataclass(frozen=True)
+class EarthEngineAccess:
+    """Whether and how this run reaches Earth Engine (:func:`earth_engine_options`)."""
+
+    options: EarthEngineOptions | None
+    """What the ``gee`` cloud source and Earth Engine labels use; None when Earth Engine is
+    not usable (the ``gee`` source then reports how to authenticate and the fallback is used)."""
+
+    label: str
+    """A sentence saying where Earth Engine results come from (live, stand-in, or why not)."""
+
+
 def earth_engine_options(params: Params, *, cache_dir: Path, client: Any = None,
                          items: Sequence[Any] = (), grid: Grid | None = None,
-                         world: Any = None) -> tuple[dict[str, Any] | None, str]:
+                         world: Any = None) -> EarthEngineAccess:
     """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
 
     With ``ee.project`` set: a live session (credentials as in
@@ -114,20 +128,21 @@ def earth_engine_options(params: Params, *, cache_dir: Path, client: Any = None,
     :func:`demo_earth_engine` (the same graphs, evaluated locally). Otherwise ``None`` (the
     ``gee`` source then reports how to authenticate and the fallback is used).
     """
-    common = {"cache_dir": cache_dir, "workers": params.ee.workers,
-              "retries": params.ee.retries}
+    common = EarthEngineOptions(cache_dir=cache_dir, workers=params.ee.workers,
+                                retries=params.ee.retries)
     if params.ee.project:
         try:
             session.init_live(params.ee.project)
         except EarthEngineError as exc:
-            return None, f"Earth Engine unavailable: {exc}"
-        return common, f"Earth Engine (live, project {params.ee.project})"
+            return EarthEngineAccess(None, f"Earth Engine unavailable: {exc}")
+        return EarthEngineAccess(common, f"Earth Engine (live, project {params.ee.project})")
     if world is not None and grid is not None:
         session.init_offline()
-        return ({**common, "connection": demo_earth_engine(client, items, grid)},
-                "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
-                "(no credentials needed)")
-    return None, "Earth Engine not configured: " + session.AUTH_HELP
+        return EarthEngineAccess(
+            replace(common, connection=demo_earth_engine(client, items, grid)),
+            "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
+            "(no credentials needed)")
+    return EarthEngineAccess(None, "Earth Engine not configured: " + session.AUTH_HELP)
 
 
 # ----------------------------------------------------------------------------- composite

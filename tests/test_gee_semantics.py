@@ -381,6 +381,7 @@ def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_sessi
                                                                    small_world, tmp_path):
     from lcgee import labels
     from lcgee.gee import emulator, worldcover
+    from lcgee.gee.connection import EarthEngineOptions
 
     client, _ = small_search
     grid = small_world.grid
@@ -391,14 +392,14 @@ def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_sessi
         return {"Map": np.where(truth == 0, np.nan, truth.astype(np.float64))}, {}
 
     standin = emulator.OfflineEarthEngine(grid, loader)
-    got = labels.load_worldcover(grid, source="earth-engine", earth_engine={
-        "connection": standin, "cache_dir": tmp_path})
+    got = labels.load_worldcover(grid, source="earth-engine", earth_engine=EarthEngineOptions(
+        connection=standin, cache_dir=tmp_path))
     assert got.dtype == np.uint8 and np.array_equal(got.values, truth)
     assert standin.requests >= 1
     # coarser grid: mode of the 10 m codes, as the Planetary Computer route (odc-stac "mode")
     coarse = grid.coarsen(2)
-    got2 = labels.load_worldcover(coarse, source="earth-engine", earth_engine={
-        "connection": standin, "cache_dir": tmp_path}).values
+    got2 = labels.load_worldcover(coarse, source="earth-engine", earth_engine=EarthEngineOptions(
+        connection=standin, cache_dir=tmp_path)).values
     blocks = truth.reshape(coarse.height, 2, coarse.width, 2).transpose(0, 2, 1, 3).reshape(
         coarse.height, coarse.width, 4)
     unanimous = np.all(blocks == blocks[..., :1], axis=-1)

@@ -125,10 +125,8 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
             "union": open_and_buffer(is_cloud.Or(shadows))}
 
 
-def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh: float = 0.15,
-               cld_prj_dist: float = 1.0, buffer: float = 50, exact_buffer: bool = False,
-               crs: Any = None, cloud_filter: float | None = None,
-               anchor: tuple[float, float] | None = None) -> Any:
+def mask_codes(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+               crs: Any = None, anchor: tuple[float, float] | None = None) -> Any:
     """One band ``cloud_mask`` (uint8) of :class:`lcgee.clouds.MaskCode` values.
 
     ``sr`` is an ``S2_SR_HARMONIZED`` image (DN, bands ``B8`` and ``SCL``, property
@@ -139,15 +137,15 @@ def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh
     (default: the image's own projection, as the tutorial); with it ``anchor`` (the download
     grid's top-left corner) fixes their origin with an explicit ``crsTransform``, the origin
     :func:`lcgee.clouds.local_masks` uses. ``crs`` may be a :class:`lcgee.grid.Grid`: its CRS
-    and top-left corner. ``cloud_filter`` is accepted for the presets and
-    used only when searching.
+    and top-left corner. ``params``: the tutorial's defaults when None.
     """
     ee = _ee()
     if hasattr(crs, "transform") and hasattr(crs, "crs"):  # a Grid: its CRS and corner
         crs, anchor = crs.crs, (crs.bounds[0], crs.bounds[3])
-    layer = _layers(sr, prob, cld_prb_thresh=cld_prb_thresh, nir_drk_thresh=nir_drk_thresh,
-                    cld_prj_dist=cld_prj_dist, buffer=buffer, exact_buffer=exact_buffer, crs=crs,
-                    anchor=anchor)
+    p = params or clouds.CloudMaskParams()
+    layer = _layers(sr, prob, cld_prb_thresh=p.cld_prb_thresh, nir_drk_thresh=p.nir_drk_thresh,
+                    cld_prj_dist=p.cld_prj_dist, buffer=p.buffer, exact_buffer=p.exact_buffer,
+                    crs=crs, anchor=anchor)
     shadow_only = layer["shadows"].And(layer["clouds"].Not())
     codes = (ee.Image.constant(clouds.CLEAR)
              .where(layer["union"], clouds.SHADOW)
@@ -156,15 +154,17 @@ def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh
     return codes.toUint8().rename([MASK_BAND])
 
 
-def tutorial_mask(sr: Any, prob: Any, **params: Any) -> Any:
+def tutorial_mask(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+                  crs: Any = None) -> Any:
     """The tutorial's ``cloudmask`` band: 1 for cloud or shadow (buffered), 0 for clear."""
-    codes = mask_codes(sr, prob, **params)
+    codes = mask_codes(sr, prob, params, crs=crs)
     return codes.eq(clouds.CLOUD).Or(codes.eq(clouds.SHADOW)).rename(["cloudmask"])
 
 
-def masked_image(sr: Any, prob: Any, **params: Any) -> Any:
+def masked_image(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+                 crs: Any = None) -> Any:
     """``sr`` with every pixel that is not CLEAR masked (what the composite reduces)."""
-    return sr.updateMask(mask_codes(sr, prob, **params).eq(clouds.CLEAR))
+    return sr.updateMask(mask_codes(sr, prob, params, crs=crs).eq(clouds.CLEAR))
 
 
 def joined_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60) -> Any:
@@ -181,11 +181,11 @@ def joined_collection(region: Any, start: str, end: str, *, cloud_filter: float 
 
 
 def masked_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60,
-                      **params: Any) -> Any:
+                      params: clouds.CloudMaskParams | None = None) -> Any:
     """:func:`joined_collection` with every image masked by :func:`mask_codes` (server-side
     ``map``; for continent-scale composites)."""
     joined = joined_collection(region, start, end, cloud_filter=cloud_filter)
-    return map_scenes(joined, lambda sr, prob: masked_image(sr, prob, **params))
+    return map_scenes(joined, lambda sr, prob: masked_image(sr, prob, params))
 
 
 def map_scenes(joined: Any, fn: Any) -> Any:
@@ -199,7 +199,8 @@ def map_scenes(joined: Any, fn: Any) -> Any:
     return joined.map(per_image)
 
 
-def scene_collection(indices: Sequence[str], **params: Any) -> Any:
+def scene_collection(indices: Sequence[str], params: clouds.CloudMaskParams | None = None, *,
+                     crs: Any = None) -> Any:
     """The masked images of the given ``system:index`` values, as one collection.
 
     The graph lists every scene (no ``map``), so it can be evaluated offline; use it for AOIs
@@ -209,7 +210,7 @@ def scene_collection(indices: Sequence[str], **params: Any) -> Any:
     if not indices:
         raise EarthEngineError("no scenes to composite", where="scene_collection",
                                fix="search scenes first (01_search) or widen the dates")
-    return ee.ImageCollection.fromImages([masked_image(*scene_images(i), **params)
+    return ee.ImageCollection.fromImages([masked_image(*scene_images(i), params, crs=crs)
                                           for i in indices])
 
 
@@ -235,7 +236,7 @@ def confirm_matches(indices: Sequence[str], *, connection: EarthEngineConnection
     return [i for i in ids if i in both], [i for i in ids if i not in both]
 
 
-def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
+def download_masks(items: Sequence[Any], grid: Any, cloud: clouds.CloudMaskParams, *,
                    cache_dir: Any, connection: EarthEngineConnection | None = None,
                    workers: int = 8,
                    policy: RetryPolicy | None = None, progress: bool = True
@@ -258,7 +259,7 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
     out = []
     for item, key in tqdm(todo, desc="Earth Engine masks", unit="scene",
                           disable=not progress or len(todo) < 2):
-        image = mask_codes(*scene_images(key), crs=grid, **cloud)
+        image = mask_codes(*scene_images(key), cloud, crs=grid)
         arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
                              band_ids=[MASK_BAND], connection=connection, workers=workers,
                              policy=policy, progress=progress and len(todo) < 2,

@@ -76,14 +76,14 @@ def scene_reflectance(sr: Any, bands: Sequence[str]) -> Any:
     return sr.addBands(refl, None, True).select(list(bands))
 
 
-def _scene(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str],
-           quality: bool) -> Any:
+def _scene(sr: Any, prob: Any, params: clouds.CloudMaskParams | None, crs: Any,
+           bands: Sequence[str], quality: bool) -> Any:
     """One scene for the composite: masked (not CLEAR -> masked) float32 reflectance, plus
     (``quality``) minus its cloud probability for ``qualityMosaic``, masked like the scene:
     ``qualityMosaic`` orders by the quality band alone, so a cloud, shadow or buffered
     observation, or one missing any of ``bands``, must have no quality value to win with (as
     the local best pixel, which needs every band valid)."""
-    clear = cloudmask.mask_codes(sr, prob, **params).eq(clouds.CLEAR)
+    clear = cloudmask.mask_codes(sr, prob, params, crs=crs).eq(clouds.CLEAR)
     image = scene_reflectance(sr.updateMask(clear), bands)
     if not quality:
         return image
@@ -136,18 +136,17 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
 
 
 def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
-                    bands: Sequence[str] = S2_BANDS, cloud: dict[str, Any] | None = None,
+                    bands: Sequence[str] = S2_BANDS, cloud: clouds.CloudMaskParams | None = None,
                     crs: Any = None, dates: tuple[dt.date, dt.date] | None = None,
                     index_names: Sequence[str] = ()) -> Any:
     """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
     search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters
-    (:func:`lcgee.masks.cloud_params`); ``crs`` (a :class:`lcgee.grid.Grid`, or a CRS code
-    with ``cloud["anchor"]``) pins the mask's working grids."""
+    (:func:`lcgee.masks.cloud_params`; the tutorial's when None); ``crs`` (a
+    :class:`lcgee.grid.Grid`, or a CRS code) pins the mask's working grids."""
     ee = _ee()
-    cloud = dict(cloud or {})
     _check(method, bands)
-    images = [_scene(*cloudmask.scene_images(index), {**cloud, "crs": crs}, bands,
-                     method == "best") for index in scene_indices]
+    images = [_scene(*cloudmask.scene_images(index), cloud, crs, bands, method == "best")
+              for index in scene_indices]
     collection = ee.ImageCollection.fromImages(images)
     if method == "monthly":
         if dates is None:
@@ -158,7 +157,7 @@ def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
 
 
 def searched_composite(lonlat_bbox: Sequence[float], start: dt.date, end: dt.date, *,
-                       cloud: dict[str, Any], cloud_filter: float, method: str,
+                       cloud: clouds.CloudMaskParams, cloud_filter: float, method: str,
                        bands: Sequence[str], index_names: Sequence[str] = (),
                        months: tuple[dt.date, dt.date] | None = None) -> Any:
     """The composite of the scenes Earth Engine finds over a lon/lat box (any region size).
@@ -175,7 +174,7 @@ def searched_composite(lonlat_bbox: Sequence[float], start: dt.date, end: dt.dat
     base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
                                        cloud_filter=cloud_filter)
     collection = cloudmask.map_scenes(
-        base, lambda sr, prob: _scene(sr, prob, cloud, bands, method == "best"))
+        base, lambda sr, prob: _scene(sr, prob, cloud, None, bands, method == "best"))
     if method == "best":
         return reduce_collection(collection, "best", bands)
     if method == "monthly":

@@ -10,11 +10,13 @@ tests'). Functions taking ``connection=None`` use :class:`LiveEarthEngine`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from lcgee.gee.api import ee
 
-__all__ = ["EarthEngineConnection", "LiveEarthEngine", "live_or"]
+__all__ = ["EarthEngineConnection", "LiveEarthEngine", "live_or", "EarthEngineOptions"]
 
 
 @runtime_checkable
@@ -55,3 +57,33 @@ class LiveEarthEngine:
 def live_or(connection: EarthEngineConnection | None) -> EarthEngineConnection:
     """``connection``, or the live service when it is None."""
     return LiveEarthEngine() if connection is None else connection
+
+
+@dataclass(frozen=True)
+class EarthEngineOptions:
+    """How a stage reaches Earth Engine: the connection and the download settings.
+
+    Given to :func:`lcgee.masks.scene_masks` (``gee`` cloud source) and
+    :func:`lcgee.labels.load_worldcover` (``earth-engine`` labels); made for a run by
+    :func:`lcgee.ee_stage.earth_engine_options`. ``None`` fields leave the callee's default.
+    """
+
+    connection: EarthEngineConnection | None = None
+    """Who answers the requests; None: the live service of this process's session."""
+
+    cache_dir: Path | None = None
+    """Parent folder of the resumable tile cache (None: a temporary folder)."""
+
+    workers: int | None = None
+    """Requests in flight at most (``ee.workers``)."""
+
+    retries: int | None = None
+    """Attempts per request on 429 / 5xx answers (``ee.retries``)."""
+
+    progress: bool | None = None
+    """Show progress bars."""
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields that are set, as keyword arguments of the download functions."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
