@@ -206,3 +206,39 @@ def test_in_function_imports_of_lcgee_are_listed():
                           f"(move them to the top, or list them in IN_FUNCTION): {unlisted}")
     stale = sorted(set(IN_FUNCTION) - set(found))
     assert not stale, f"IN_FUNCTION lists imports that are gone: {stale}"
+
+
+def test_install_hints_name_real_extras():
+    """Every ``require(module, extra)`` names an extra of pyproject.toml (there is no ``gee``
+    extra: earthengine-api is a core dependency, reached through lcgee.gee.api)."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(pyproject["project"]["optional-dependencies"])
+    named = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "require" and len(node.args) == 2
+                    and isinstance(node.args[1], ast.Constant)):
+                named.add(node.args[1].value)
+    assert named and named <= extras, f"install hints name missing extras: {named - extras}"
+    assert not any("lcgee[gee]" in p.read_text(encoding="utf-8") for p in MODULES.values())
+
+
+def test_missing_earthengine_api_says_how_to_repair(monkeypatch):
+    import importlib
+
+    from lcgee.errors import MissingDependencyError
+    from lcgee.gee import api
+
+    def missing(name):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    try:
+        api.ee()
+    except MissingDependencyError as exc:
+        assert "earthengine-api" in str(exc) and "lcgee[" not in str(exc)
+    else:
+        raise AssertionError("no error for a missing earthengine-api")
