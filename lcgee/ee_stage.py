@@ -10,7 +10,9 @@ and ``lcgee ee verify``:
   (:class:`EarthEngineAccess`);
 * :func:`composite_for_params`: the run's composite searched inside Earth Engine;
 * :func:`chain_flips` and :func:`dry_run`: the checks before spending Earth Engine quota
-  (:class:`DryRunResult`).
+  (:class:`DryRunResult`);
+* :func:`classify_in_earth_engine`: the live step of notebook 07 and ``lcgee ee classify``
+  (:class:`LiveClassification`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 from lcgee import search
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.features import read_features
-from lcgee.gee import cloudmask, offline, session, verify
+from lcgee.gee import classify, cloudmask, live, offline, session, verify
 from lcgee.gee import composite as gee_composite
 from lcgee.gee.chain import MASK_ID, SCENE_ID, chain_graph
 from lcgee.gee.classify import PC_TO_EE_BANDS
@@ -45,7 +47,8 @@ from lcgee.train import load_bundle
 
 __all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEngineAccess",
            "composite_for_params",
-           "chain_flips", "DryRunResult", "dry_run"]
+           "chain_flips", "DryRunResult", "dry_run", "LiveClassification",
+           "classify_in_earth_engine"]
 
 
 # ----------------------------------------------------------------------------- stand-in
@@ -273,3 +276,83 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
             "compared": chain["compared"], "disagreements": chain["flips"]}
     return DryRunResult(table=table, spec=spec, route=route, region=rg, local_map=local_map,
                         ee_map=ee_map, feature_diff=verify.verify_features(spec, feats, bands))
+
+
+# ----------------------------------------------------------------------------- live
+
+
+@dataclass(frozen=True)
+class LiveClassification:
+    """What :func:`classify_in_earth_engine` did with the live service."""
+
+    message: str
+    """What happened, in one or more sentences (skipped and why, agreement, export)."""
+
+    classified: Any = None
+    """The classified ``ee.Image`` over the run's grid; None when the live step was skipped."""
+
+    pixels: np.ndarray | None = None
+    """The live map over the dry run's region (uint8 codes), when one interactive request
+    could hold it."""
+
+    agreement: Mapping[str, Any] | None = None
+    """:func:`lcgee.gee.live.compare_maps` of ``pixels`` against the local map."""
+
+    export_table: pd.DataFrame | None = None
+    """The export tasks (:func:`lcgee.gee.live.task_table`), started with
+    ``ee.start_export: true``."""
+
+    @property
+    def ran(self) -> bool:
+        """Whether Earth Engine was reached (``ee.project`` and credentials accepted)."""
+        return self.classified is not None
+
+
+def classify_in_earth_engine(params: Params, grid: Grid, dry: DryRunResult, *,
+                             cache_dir: Path) -> LiveClassification:
+    """Classify the run's composite in Earth Engine, compare it with the local map over the dry
+    run's region, and build (with ``ee.start_export``: start) the export tasks.
+
+    Without ``ee.project`` or usable credentials nothing is sent and the message says how to
+    authenticate (an offline run is a normal run). Once the session is up, failures (refused
+    requests, quota, an export that cannot start) raise :class:`~lcgee.errors.EarthEngineError`;
+    only a region too large for one interactive fetch is reported in the message instead.
+    """
+    if not params.ee.project:
+        return LiveClassification(f"Live Earth Engine step skipped: no ee.project in the params. "
+                                  f"To enable it, {session.AUTH_HELP}.")
+    try:
+        session.init_live(params.ee.project)
+    except EarthEngineError as exc:  # credentials or project missing: say how, keep the run
+        return LiveClassification(f"Live Earth Engine step skipped. {exc}")
+    lines = [f"Earth Engine initialised for project {params.ee.project!r}"]
+    policy = live.policy_for(params.ee)
+    trees_table = None
+    if dry.route == "table-asset":
+        trees_table = live.ensure_trees_table(dry.spec, live.trees_asset_for(params.ee,
+                                                                             params.name),
+                                              policy=policy)
+    classified = live.classify_live(dry.spec, composite_for_params(params, grid), grid,
+                                    mode=params.ee.output_mode, trees_table=trees_table,
+                                    available_bands=live.composite_bands(params, dry.spec))
+    pixels = agreement = None
+    try:  # one request, or tiles through the tiled downloader when larger
+        pixels = live.fetch_pixels(classified, dry.region, policy=policy, cache_dir=cache_dir)
+    except EarthEngineError as exc:  # too large to fetch: the export has it all
+        lines.append(str(exc))
+    else:
+        agreement = live.compare_maps(pixels, dry.local_map)
+        lines.append(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
+                     f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without "
+                     "a server-side composite")
+    tasks = classify.export_task(classified, grid, to=params.ee.export_to,
+                                 path=live.export_path_for(params.ee, params.name),
+                                 max_pixels=int(params.ee.max_pixels),
+                                 split=params.ee.export_split, description=f"lcgee_{params.name}")
+    if params.ee.start_export:
+        table = live.start_tasks(tasks, policy=policy)
+    else:
+        table = live.task_table(tasks)
+        lines.append("export tasks built, not started: set ee.start_export: true to start them")
+    return LiveClassification("\n".join(lines), classified=classified, pixels=pixels,
+                              agreement=agreement, export_table=table)

@@ -42,6 +42,7 @@ IN_FUNCTION = {
     ("lcgee.cli", "lcgee.params"): _CLI,
     ("lcgee.cli", "lcgee.procs"): _CLI,
     ("lcgee.cli", "lcgee.run"): _CLI,
+    ("lcgee.cli", "lcgee.stage"): _CLI,
     ("lcgee.cli", "lcgee.water_stage"): _CLI,
     ("lcgee.demo._build", "lcgee.procs"): _BUILD,
     ("lcgee.demo._stac", "lcgee.demo._extras"): _BUILD,

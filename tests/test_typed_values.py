@@ -92,3 +92,16 @@ def test_dry_run_result_sums_the_table():
                                    local_map=np.zeros((4, 4), np.uint8),
                                    ee_map=np.zeros((4, 4), np.uint8), feature_diff={})
     assert result.disagreements == 2
+
+
+def test_live_classification_without_project_sends_nothing(tmp_path):
+    params = load_params(DEMO_PARAMS)
+    params = params.model_copy(update={"ee": params.ee.model_copy(update={"project": None})})
+    table = pd.DataFrame({"check": [], "compared": [], "disagreements": []})
+    dry = ee_stage.DryRunResult(table=table, spec=None, route="inline", region=GRID,
+                                local_map=np.zeros((4, 4), np.uint8),
+                                ee_map=np.zeros((4, 4), np.uint8), feature_diff={})
+    run = ee_stage.classify_in_earth_engine(params, GRID, dry, cache_dir=tmp_path)
+    assert not run.ran and run.export_table is None and run.pixels is None
+    assert "no ee.project" in run.message and session.AUTH_HELP in run.message
+    assert not any(tmp_path.iterdir())
