@@ -29,6 +29,7 @@ Everything here only builds graphs; :mod:`lcgee.gee.offline` evaluates them on l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.std import tqdm
@@ -39,6 +40,7 @@ from lcgee.gee.api import ee as _ee
 from lcgee.gee.connection import EarthEngineConnection, live_or
 from lcgee.gee.download import download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
+from lcgee.grid import Grid
 from lcgee.scenes import gee_index
 
 __all__ = [
@@ -126,7 +128,7 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
 
 
 def mask_codes(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
-               crs: Any = None, anchor: tuple[float, float] | None = None) -> Any:
+               crs: Grid | str | None = None, anchor: tuple[float, float] | None = None) -> Any:
     """One band ``cloud_mask`` (uint8) of :class:`lcgee.clouds.MaskCode` values.
 
     ``sr`` is an ``S2_SR_HARMONIZED`` image (DN, bands ``B8`` and ``SCL``, property
@@ -155,14 +157,14 @@ def mask_codes(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None,
 
 
 def tutorial_mask(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
-                  crs: Any = None) -> Any:
+                  crs: Grid | str | None = None) -> Any:
     """The tutorial's ``cloudmask`` band: 1 for cloud or shadow (buffered), 0 for clear."""
     codes = mask_codes(sr, prob, params, crs=crs)
     return codes.eq(clouds.CLOUD).Or(codes.eq(clouds.SHADOW)).rename(["cloudmask"])
 
 
 def masked_image(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
-                 crs: Any = None) -> Any:
+                 crs: Grid | str | None = None) -> Any:
     """``sr`` with every pixel that is not CLEAR masked (what the composite reduces)."""
     return sr.updateMask(mask_codes(sr, prob, params, crs=crs).eq(clouds.CLEAR))
 
@@ -200,7 +202,7 @@ def map_scenes(joined: Any, fn: Any) -> Any:
 
 
 def scene_collection(indices: Sequence[str], params: clouds.CloudMaskParams | None = None, *,
-                     crs: Any = None) -> Any:
+                     crs: Grid | str | None = None) -> Any:
     """The masked images of the given ``system:index`` values, as one collection.
 
     The graph lists every scene (no ``map``), so it can be evaluated offline; use it for AOIs
@@ -236,8 +238,8 @@ def confirm_matches(indices: Sequence[str], *, connection: EarthEngineConnection
     return [i for i in ids if i in both], [i for i in ids if i not in both]
 
 
-def download_masks(items: Sequence[Any], grid: Any, cloud: clouds.CloudMaskParams, *,
-                   cache_dir: Any, connection: EarthEngineConnection | None = None,
+def download_masks(items: Sequence[Any], grid: Grid, cloud: clouds.CloudMaskParams, *,
+                   cache_dir: str | Path, connection: EarthEngineConnection | None = None,
                    workers: int = 8,
                    policy: RetryPolicy | None = None, progress: bool = True
                    ) -> tuple[list[tuple[str, Any]], list[Any]]:

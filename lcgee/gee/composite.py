@@ -30,6 +30,7 @@ from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
 from lcgee.gee.api import ee as _ee
 from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
+from lcgee.grid import Grid
 
 __all__ = ["METHODS", "reduce_collection", "scene_composite", "searched_composite",
            "monthly_features", "scene_reflectance"]
@@ -76,7 +77,7 @@ def scene_reflectance(sr: Any, bands: Sequence[str]) -> Any:
     return sr.addBands(refl, None, True).select(list(bands))
 
 
-def _scene(sr: Any, prob: Any, params: clouds.CloudMaskParams | None, crs: Any,
+def _scene(sr: Any, prob: Any, params: clouds.CloudMaskParams | None, crs: Grid | str | None,
            bands: Sequence[str], quality: bool) -> Any:
     """One scene for the composite: masked (not CLEAR -> masked) float32 reflectance, plus
     (``quality``) minus its cloud probability for ``qualityMosaic``, masked like the scene:
@@ -137,7 +138,8 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
 
 def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
                     bands: Sequence[str] = S2_BANDS, cloud: clouds.CloudMaskParams | None = None,
-                    crs: Any = None, dates: tuple[dt.date, dt.date] | None = None,
+                    crs: Grid | str | None = None,
+                    dates: tuple[dt.date, dt.date] | None = None,
                     index_names: Sequence[str] = ()) -> Any:
     """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
     search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters

@@ -32,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,7 +162,7 @@ def grid_geometry(grid: Grid) -> Any:
 
 def fetch_pixels(image: Any, grid: Grid, *, band: str = classify.OUTPUT_BAND,
                  bytes_per_pixel: int = 1, fill: float = 0,
-                 policy: RetryPolicy | None = None, cache_dir: Any = None,
+                 policy: RetryPolicy | None = None, cache_dir: str | Path | None = None,
                  connection: EarthEngineConnection | None = None, workers: int = 8,
                  max_pixels: int = FETCH_MAX_PIXELS, progress: bool = False) -> np.ndarray:
     """One band of ``image`` on exactly ``grid`` (``computePixels``), masked pixels = ``fill``.
