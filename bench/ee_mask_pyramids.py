@@ -30,10 +30,10 @@ def main() -> None:
     args = ap.parse_args()
 
 
-    from lcgee import clouds, search
+    from lcgee import clouds, ee_stage, search
     from lcgee.demo.serve import DemoServer
     from lcgee.demo.world import build_world
-    from lcgee.gee import cloudmask, emulator, offline, session
+    from lcgee.gee import cloudmask, offline, session
     from lcgee.scenes import gee_index
 
     world = build_world(progress=False)
@@ -44,13 +44,14 @@ def main() -> None:
         items = search.search_scenes(client, collection="sentinel-2-l2a",
                                      bbox=grid.lonlat_bbox,
                                      datetime="2021-04-01/2022-09-30").items[:args.scenes]
-        loader = emulator.stac_loader(client, items, grid, chunk=256)
+        loader = ee_stage.stac_loader(client, items, grid, chunk=256)
         total = differ = 0
         counts = {"nearest": {}, "pyramid": {}}
         for item in items:
             key = gee_index(item)
-            graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(key), crs=grid,
-                                                    **dict(clouds.TUTORIAL)).serialize())
+            tutorial = clouds.CloudMaskParams.from_mapping(clouds.TUTORIAL)
+            graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(key), tutorial,
+                                                    crs=grid).serialize())
             images, props = {}, {}
             for asset_id in sorted(offline.loaded_ids(graph)):
                 images[asset_id], props[asset_id] = loader(asset_id)

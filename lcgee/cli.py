@@ -6,6 +6,7 @@
     lcgee doctor PARAMS.yaml [--set key=value]... [--stac-url URL]
     lcgee evaluate RUN_DIR
     lcgee ee verify RUN_DIR [--region NAME]
+    lcgee ee classify RUN_DIR [--region NAME]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
 
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
                          "strings and a serialized request, evaluate it offline, compare")
     ev.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
     ev.add_argument("--region", help="region to check (default: the first predict region)")
+    ec = esub.add_parser("classify", help="dry run, then classify the run in Earth Engine "
+                         "(needs ee.project and credentials), compare with the local map and "
+                         "build the export tasks (started with ee.start_export: true)")
+    ec.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
+    ec.add_argument("--region", help="region to compare (default: the first predict region)")
 
     d = sub.add_parser("demo", help="the embedded demo world")
     dsub = d.add_subparsers(dest="demo_command", required=True)
@@ -137,18 +143,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_ee(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lcgee.gee.verify import dry_run
+    from lcgee.ee_stage import dry_run
+
+    if args.ee_command == "classify":
+        return _ee_classify(Path(args.run_dir), args.region)
 
     result = dry_run(Path(args.run_dir), region=args.region)
-    spec = result["spec"]
+    spec = result.spec
     print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings, "
-          f"route: {result['route']}")
-    print(result["table"].to_string(index=False))
-    bad = int(result["table"]["disagreements"].sum())
+          f"route: {result.route}")
+    print(result.table.to_string(index=False))
+    bad = result.disagreements
     bad += _verify_water(Path(args.run_dir), args.region)
     print("OK: Earth Engine would reproduce the local labels" if bad == 0 else
           f"MISMATCH: {bad} disagreement(s); do not export this model")
     return 0 if bad == 0 else 3
+
+
+def _ee_classify(run_dir: Path, region: str | None) -> int:
+    """The live step of notebook 07: 0 when Earth Engine classified the run, 2 when skipped."""
+    from lcgee.ee_stage import classify_in_earth_engine, dry_run
+    from lcgee.layout import RunLayout
+    from lcgee.params import load_params
+    from lcgee.stage import build_grid
+
+    layout = RunLayout(run_dir)
+    params = load_params(layout.params)
+    dry = dry_run(run_dir, region=region)
+    if dry.disagreements:
+        print(f"MISMATCH: {dry.disagreements} disagreement(s) in the dry run; not classifying "
+              "with this model (see lcgee ee verify)")
+        return 3
+    grid = build_grid(params, run_dir)
+    result = classify_in_earth_engine(params, grid, dry,
+                                      cache_dir=layout.ee_tiles)
+    print(redact(result.message))
+    if result.export_table is not None:
+        print(result.export_table.to_string(index=False))
+    return 0 if result.ran else 2
 
 
 def _verify_water(run_dir: Path, region: str | None) -> int:

@@ -40,8 +40,10 @@ How the tutorial's Earth Engine steps are emulated (one scene, grid north-up, ro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
 from types import MappingProxyType
@@ -61,6 +63,7 @@ __all__ = [
     "MORPHOLOGY_SCALE",
     "NODATA",
     "PRESETS",
+    "CloudMaskParams",
     "PROJECTION_SCALE",
     "SHADOW",
     "TUTORIAL",
@@ -100,6 +103,49 @@ AGGRESSIVE: Mapping[str, float] = MappingProxyType({
 #: The presets by the names the params file uses.
 PRESETS: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {"tutorial": TUTORIAL, "aggressive": AGGRESSIVE})
+
+
+
+@dataclass(frozen=True)
+class CloudMaskParams:
+    """The parameters of the s2cloudless + shadow mask, the same locally and in Earth Engine.
+
+    Values are kept as given (``50`` stays an int), so :meth:`as_kwargs` hashes and serializes
+    as the preset dictionaries do. Checked on creation.
+    """
+
+    cld_prb_thresh: float = 50
+    """Cloud probability (0-100) above which a pixel is cloud."""
+
+    nir_drk_thresh: float = 0.15
+    """NIR (B8) reflectance below which a non-water pixel is dark (a shadow candidate)."""
+
+    cld_prj_dist: float = 1
+    """Distance in km clouds are projected along the sun azimuth to find their shadows."""
+
+    buffer: float = 50
+    """Metres by which clouds and shadows are dilated."""
+
+    exact_buffer: bool = False
+    """Dilate by exactly ``buffer`` metres (``buffer / 20`` px) instead of the tutorial's
+    ``buffer * 2 / 20`` px."""
+
+    def __post_init__(self) -> None:
+        _check_params(0.0, 1.0, self.cld_prb_thresh, self.nir_drk_thresh, self.cld_prj_dist,
+                      self.buffer)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CloudMaskParams:
+        """From a preset (:data:`PRESETS`) or any mapping: its mask parameters; other keys
+        (a preset's ``cloud_filter``, which only the scene search uses) are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The parameters as keyword arguments of :func:`s2cloudless_mask` /
+        :func:`local_masks` (and for hashing)."""
+        return dataclasses.asdict(self)
+
 
 PROJECTION_SCALE = 100.0  #: metres; scale of the shadow projection in the tutorial
 MORPHOLOGY_SCALE = 20.0  #: metres; scale of focalMin / focalMax in the tutorial

@@ -29,6 +29,8 @@ from dask.base import tokenize
 
 from lcgee.errors import DataError
 from lcgee.grid import Grid
+from lcgee.integrity import BadAsset, read_error, reason, without_query
+from lcgee.signing import sign_href
 
 __all__ = ["ENABLED", "asset_layout", "replace_aligned", "read_block"]
 
@@ -77,8 +79,6 @@ def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
 def _file_layout(src: Any, corner: tuple[float, float, float], block_end: tuple[int, int],
                  item_id: str, asset: str, href: str) -> tuple[int, int, int]:
     """``(factor, row0, col0)`` of an open file on the grid's lattice, else a DataError."""
-    from lcgee.integrity import without_query
-
     gleft, gtop, res = corner
     sx, rx, left, ry, sy, top = (float(v) for v in tuple(src.transform)[:6])
     factor = round(sx / res) if sx > 0 else 0
@@ -116,9 +116,7 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     import rasterio
     from rasterio.windows import Window
 
-    from lcgee.integrity import BadAsset, read_error, reason, without_query
-    from lcgee.load import configure_gdal
-    from lcgee.signing import sign_href
+    from lcgee.load import configure_gdal  # load imports this module
 
     assert block_info is not None
     configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster

@@ -17,24 +17,12 @@ import numpy as np
 import xarray as xr
 
 from lcgee.errors import DataError, DataWarning, EarthEngineError
+from lcgee.gee.connection import EarthEngineOptions
+from lcgee.gee.worldcover import WORLDCOVER, download_worldcover
 
 __all__ = ["WORLDCOVER", "worldcover_colormap", "load_worldcover", "remap", "class_names",
            "WORLDCOVER_VERSIONS", "check_classes"]
 
-#: ESA WorldCover v200 classes: code -> (name, official colour).
-WORLDCOVER: dict[int, tuple[str, str]] = {
-    10: ("Tree cover", "#006400"),
-    20: ("Shrubland", "#ffbb22"),
-    30: ("Grassland", "#ffff4c"),
-    40: ("Cropland", "#f096ff"),
-    50: ("Built-up", "#fa0000"),
-    60: ("Bare / sparse vegetation", "#b4b4b4"),
-    70: ("Snow and ice", "#f0f0f0"),
-    80: ("Permanent water bodies", "#0064c8"),
-    90: ("Herbaceous wetland", "#0096a0"),
-    95: ("Mangroves", "#00cf75"),
-    100: ("Moss and lichen", "#fae6a0"),
-}
 #: params' ``labels.version`` -> ``esa_worldcover:product_version`` on Planetary Computer.
 WORLDCOVER_VERSIONS = {"v100": "1.0.0", "v200": "2.0.0"}
 
@@ -55,21 +43,19 @@ def class_names(codes: Any) -> list[str]:
 
 def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str = "v200",
                     collection: str = "esa-worldcover", chunk: int = 1024,
-                    earth_engine: Mapping[str, Any] | None = None) -> xr.DataArray:
+                    earth_engine: EarthEngineOptions | None = None) -> xr.DataArray:
     """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data), lazily.
 
     ``source: earth-engine`` reads ``ESA/WorldCover/v200`` through the tiled downloader
     (:func:`lcgee.gee.worldcover.download_worldcover`; mode when coarsening), with
-    ``earth_engine`` options (``cache_dir``, ``connection`` / ``compute``, ``workers``,
-    ``retries``, e.g. from :func:`lcgee.gee.emulator.earth_engine_options`).
+    ``earth_engine`` options (:class:`~lcgee.gee.connection.EarthEngineOptions`, e.g. from
+    :func:`lcgee.ee_stage.earth_engine_options`).
     """
     if source == "earth-engine":
         if version != "v200":
             raise EarthEngineError(f"WorldCover {version} is not read from Earth Engine",
                                    where="labels.version", fix="use labels.version: v200")
-        from lcgee.gee.worldcover import download_worldcover
-
-        codes = download_worldcover(grid, **dict(earth_engine or {}))
+        codes = download_worldcover(grid, **(earth_engine.as_kwargs() if earth_engine else {}))
         return xr.DataArray(codes, dims=("y", "x"), coords=grid.coords(), name="worldcover")
     from lcgee.errors import StacError
 

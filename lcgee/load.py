@@ -28,7 +28,9 @@ import xarray as xr
 from lcgee.errors import DataError, ParamsError
 from lcgee.fastread import replace_aligned
 from lcgee.grid import Grid
+from lcgee.integrity import guarded_driver  # signs at read time; errors name href and scene
 from lcgee.scenes import HARMONIZE_OFFSET, scene_table
+from lcgee.signing import stackstac_reader
 
 __all__ = ["load_stack", "reflectance", "harmonize", "configure_gdal", "NON_OPTICAL",
            "sign_if_planetary_computer"]
@@ -122,7 +124,6 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
               patch_url: Callable[[str], str] | None, time_chunk: int) -> xr.Dataset:
     import odc.stac
 
-    from lcgee.integrity import guarded_driver  # signs at read time; errors name href and scene
 
     # URLs are signed when each tile is read (lcgee.signing), not here: no token service call
     # while the graph is built, and long computations outlive a token.
@@ -145,7 +146,6 @@ def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],
     from rasterio.enums import Resampling
 
     from lcgee.errors import require
-    from lcgee.signing import stackstac_reader
 
     stackstac = require("stackstac", "stackstac")
     arr = stackstac.stack(

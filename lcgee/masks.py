@@ -27,10 +27,14 @@ import xarray as xr
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
 from lcgee.files import write_text
+from lcgee.gee import cloudmask, session
+from lcgee.gee.connection import EarthEngineConnection, EarthEngineOptions
+from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 from lcgee.load import load_stack, reflectance
 from lcgee.params import CloudParams
 from lcgee.raster import read_cog, write_cog
+from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 PROBABILITY_COLLECTION = "s2-cloud-probability"
 
 
-def cloud_params(cfg: CloudParams) -> dict[str, Any]:
+def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
     """The tutorial preset with the params' overrides applied."""
     out = dict(clouds.PRESETS[cfg.preset])
     out.pop("cloud_filter", None)
@@ -50,7 +54,7 @@ def cloud_params(cfg: CloudParams) -> dict[str, Any]:
         if value is not None:
             out[name] = value
     out["exact_buffer"] = cfg.exact_buffer
-    return out
+    return clouds.CloudMaskParams.from_mapping(out)
 
 
 def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int,
@@ -60,8 +64,6 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     Matches items to probability layers by Earth Engine ``system:index``. Returns the layer
     stacked over the matched items and the ids of the items without one.
     """
-    from lcgee.scenes import gee_index
-
     keys = [gee_index(it) for it in items]
     found = fetch_items(client, collection, keys, required=False)
     have = {it.id for it in found}
@@ -75,7 +77,8 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
 
 
 def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                        cache_dir: Path | None = None, connection: Any = None, workers: int = 8,
+                        cache_dir: Path | None = None,
+                        connection: EarthEngineConnection | None = None, workers: int = 8,
                         retries: int = 6, progress: bool = True
                         ) -> tuple[xr.DataArray | None, list[Any]]:
     """The ``gee`` source: masks computed in Earth Engine, downloaded onto the grid.
@@ -84,9 +87,6 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
     :class:`lcgee.gee.emulator.OfflineEarthEngine` offline); None needs a live session
     (:func:`lcgee.gee.session.init_live`), else an EarthEngineError saying how to authenticate.
     """
-    from lcgee.gee import cloudmask, session
-    from lcgee.gee.retry import RetryPolicy
-
     if connection is None and session.session_mode() != "live":
         raise EarthEngineError("Earth Engine is not initialised, so its cloud masks cannot be "
                                "downloaded", where="clouds.source: gee",
@@ -99,8 +99,7 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
         cache_dir = Path(tempfile.gettempdir()) / "lcgee-ee-tiles"
     got, left = cloudmask.download_masks(
         items, grid, cloud_params(cfg), cache_dir=cache_dir,
-        compute=None if connection is None else connection.compute_pixels,
-        get_info=None if connection is None else connection.get_info,
+        connection=connection,
         workers=workers, policy=RetryPolicy(attempts=retries), progress=progress)
     if left:
         log.warning("%d scene(s) have no Earth Engine counterpart: %s", len(left),
@@ -115,7 +114,7 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
 
 def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
                   client: Any, chunk: int, engine: str,
-                  earth_engine: dict[str, Any] | None = None
+                  earth_engine: EarthEngineOptions | None = None
                   ) -> tuple[xr.DataArray | None, list[Any]]:
     """Masks from one source for as many items as it can serve; returns (masks, left over)."""
     if source == "auto":
@@ -134,16 +133,18 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
         nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
         prob = prob.assign_coords(time=nir["time"].values)
         masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
-                                   resolution=grid.resolution, tile=chunk, **cloud_params(cfg))
+                                   resolution=grid.resolution, tile=chunk,
+                                   **cloud_params(cfg).as_kwargs())
         return masks.assign_coords(id=ds["id"]), [it for it in items if it.id in set(missing)]
     if source == "gee":
-        return _earth_engine_masks(items, grid, cfg, **(earth_engine or {}))
+        return _earth_engine_masks(items, grid, cfg,
+                                   **(earth_engine.as_kwargs() if earth_engine else {}))
     raise DataError(f"unknown cloud source {source!r}", where="clouds.source")
 
 
 def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
                 chunk: int = 1024, engine: str = "odc-stac",
-                earth_engine: dict[str, Any] | None = None) -> list[tuple[str, str, xr.DataArray]]:
+                earth_engine: EarthEngineOptions | None = None) -> list[tuple[str, str, xr.DataArray]]:
     """``(item id, source, mask)`` per item; the primary source first, then the fallback.
 
     ``earth_engine`` holds keyword arguments of the ``gee`` source (``cache_dir`` for the tile
@@ -177,7 +178,7 @@ def mask_key(cfg: CloudParams, grid: Grid) -> str:
     import hashlib
     import json
 
-    data = {"clouds": cfg.model_dump(mode="json"), "resolved": cloud_params(cfg),
+    data = {"clouds": cfg.model_dump(mode="json"), "resolved": cloud_params(cfg).as_kwargs(),
             "grid": grid.to_dict(), "version": clouds.__name__ + ":2"}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -246,7 +247,7 @@ def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, n
 
 
 def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
-                    chunk: int = 1024, earth_engine: dict[str, Any] | None = None,
+                    chunk: int = 1024, earth_engine: EarthEngineOptions | None = None,
                     have: Sequence[tuple[str, str, xr.DataArray]] = ()
                     ) -> dict[str, dict[str, np.ndarray]]:
     """``{source: {item id: mask}}`` for ``scl``, ``local`` and (when ``earth_engine`` options
@@ -280,7 +281,7 @@ def _compute(masks: Sequence[xr.DataArray]) -> list[np.ndarray]:
 def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
                        client: Any, chunk: int = 1024,
                        have: Sequence[tuple[str, str, xr.DataArray]] = (),
-                       earth_engine: dict[str, Any] | None = None) -> pd.DataFrame:
+                       earth_engine: EarthEngineOptions | None = None) -> pd.DataFrame:
     """:func:`quality_table` of the ``local``, ``scl`` (and ``gee``) sources on the demo world.
 
     Masks already computed (``have``, from the run's own source) are reused.

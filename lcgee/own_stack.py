@@ -80,7 +80,7 @@ def mask_own_stack(stack: xr.DataArray, *, cloud_probability: xr.DataArray | Non
         nir = xr.ones_like(stack.isel(band=0, drop=True)).where(~nodata)
         azimuth = np.zeros(stack.sizes["time"])
     mask = clouds.local_masks(cloud_probability.transpose("time", "y", "x"), nir,
-                              sun_azimuth=azimuth, resolution=resolution, **params)
+                              sun_azimuth=azimuth, resolution=resolution, **params.as_kwargs())
     return clouds.apply_mask(stack, mask)
 
 

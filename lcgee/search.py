@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from lcgee.errors import DataError, NoScenesError, StacError
+from lcgee.files import atomic_path, write_json
 from lcgee.layout import RunLayout
 from lcgee.scenes import deduplicate, normalize_tile, scene_table
 
@@ -163,8 +164,6 @@ def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
 
 def save_scenes(result: SearchResult, run_dir: Path) -> Path:
     """The scene table as Parquet (atomically), with the dropped duplicates beside it."""
-    from lcgee.files import atomic_path, write_json
-
     layout = RunLayout(run_dir)
     with atomic_path(layout.scenes) as tmp:
         result.table.to_parquet(tmp, index=False)

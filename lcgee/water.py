@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from lcgee.errors import DataError, ModelError, require
+from lcgee.files import atomic_path, write_json
 
 __all__ = ["WATER_CODE", "PADDY_SUBCLASS", "SCL_WATER", "HALO", "WaterModel", "scl_water_fraction",
            "noisy_labels", "label_noise", "correct_labels", "sample_patches", "init_weights",
@@ -399,8 +400,6 @@ def model_file(directory: Path) -> Path:
 
 def save_model(model: WaterModel, directory: Path) -> Path:
     """``water_weights.npz`` + ``water_model.json`` (bands, normalisation, history, provenance)."""
-    from lcgee.files import atomic_path, write_json
-
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "water_weights.npz") as tmp:
         with open(tmp, "wb") as fh:

@@ -14,10 +14,19 @@ from typing import Any
 import numpy as np
 
 from lcgee import water
-from lcgee.errors import DataError
+from lcgee.clouds import CLEAR
+from lcgee.errors import DataError, ParamsError
+from lcgee.features import read_features
 from lcgee.files import write_json
+from lcgee.gee import offline, session
+from lcgee.gee import water as gw
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout, Window, region_windows
+from lcgee.load import load_stack
+from lcgee.masks import read_masks
+from lcgee.params import load_params
+from lcgee.predict import stac_item
+from lcgee.raster import CogSpec, read_cog, write_cogs
 from lcgee.stage import Stage, build_grid
 
 __all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window",
@@ -31,8 +40,6 @@ def windows(stage: Stage, role: str) -> list[Window]:
 
 def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
     """The network's input bands ``(band, y, x)`` float32 from the run's feature stack."""
-    from lcgee.errors import ParamsError
-
     have = [str(b) for b in features["band"].values]
     missing = [b for b in bands if b not in have]
     if missing:
@@ -49,10 +56,6 @@ def _cut(array: np.ndarray, win: Window) -> np.ndarray:
 def scl_fraction(items: Sequence[Any], grid: Grid, masks_dir: Path, *, engine: str, chunk: int
                  ) -> np.ndarray:
     """Share of clear observations (the run's cloud masks) that SCL calls water, on the run grid."""
-    from lcgee.clouds import CLEAR
-    from lcgee.load import load_stack
-    from lcgee.masks import read_masks
-
     ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
     masks = read_masks(masks_dir, [it.id for it in items], chunk=chunk)
     scl = ds["SCL"].data
@@ -93,9 +96,6 @@ def write_water_maps(prob: np.ndarray, grid: Grid, run_dir: Path, *, run_name: s
                      end: str) -> dict[str, Path]:
     """``water_probability.tif`` (float32, NaN nodata), ``water.tif`` (uint8 1/0, 255 nodata),
     and ``water.json`` (a STAC Item with both assets)."""
-    from lcgee.predict import stac_item
-    from lcgee.raster import CogSpec, write_cogs
-
     cls = np.where(np.isfinite(prob), (prob > 0.5).astype(np.uint8), 255).astype(np.uint8)
     layout = RunLayout(run_dir)
     paths = {"probability": layout.water_probability, "water": layout.water}
@@ -152,9 +152,6 @@ def verify_graph(model: water.WaterModel, features: Any, local_prob: np.ndarray,
     run grid. Returns the largest probability difference, class disagreements (ties excluded)
     and whether both mask the same pixels, plus the offline probability of the window.
     """
-    from lcgee.gee import offline, session
-    from lcgee.gee import water as gw
-
     session.init_offline()
     graph = gw.water_graph(model)
     comp_bands = [b for b in composite_bands if b in set(features["band"].values)]
@@ -186,10 +183,6 @@ def verify_graph(model: water.WaterModel, features: Any, local_prob: np.ndarray,
 
 def dry_run(run_dir: Path, *, region: str | None = None) -> dict[str, Any] | None:
     """Verify ``model/water`` against the Earth Engine graph on a finished run (None: no model)."""
-    from lcgee.features import read_features
-    from lcgee.params import load_params
-    from lcgee.raster import read_cog
-
     layout = RunLayout(run_dir)
     if not water.model_file(layout.water_model).is_file():
         return None

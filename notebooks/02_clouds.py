@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 import lcgee
-from lcgee import cloudsource, files, load, masks, plots, search
-from lcgee.gee import emulator
+from lcgee import cloudsource, ee_stage, files, load, masks, plots, search
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
@@ -51,13 +50,13 @@ print(f"{len(items)} scenes; cloud source {choice.source!r} ({choice.reason}); f
 # Engine graphs locally.
 
 # %%
-ee_options, ee_label = emulator.earth_engine_options(
+ee_access = ee_stage.earth_engine_options(
     p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
     world=stage.world)
-print(ee_label)
+print(ee_access.label)
 scene_masks = masks.scene_masks(items, stage.grid, cfg, client=client,
                                 chunk=p.load.chunk, engine=p.load.engine,
-                                earth_engine=ee_options)
+                                earth_engine=ee_access.options)
 paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
                           key=masks.mask_key(cfg, stage.grid))
 scene_masks = masks.from_files(scene_masks, stage.folder("masks"), chunk=p.load.chunk)
@@ -95,7 +94,7 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
 # %%
 pick = list(show[:: max(1, len(show) // 3)][:3])
 compare = masks.masks_by_source([items[i] for i in pick], stage.grid, cfg, client=client,
-                                chunk=p.load.chunk, earth_engine=ee_options, have=scene_masks)
+                                chunk=p.load.chunk, earth_engine=ee_access.options, have=scene_masks)
 names = {"scl": "Sen2Cor SCL", "local": "s2cloudless (local)", "gee": "s2cloudless (Earth Engine)"}
 panels, overlays, labels = [], [], []
 for k, i in enumerate(pick):
@@ -119,7 +118,7 @@ if "gee" in compare:
 if stage.world is not None:
     quality = masks.compare_with_truth(stage.world, items, stage.grid, cfg,
                                        client=client, chunk=p.load.chunk, have=scene_masks,
-                                       earth_engine=ee_options)
+                                       earth_engine=ee_access.options)
     files.write_json(stage.path("mask_quality.json"), quality.to_dict(orient="records"))
     display(quality.pivot(index="kind", columns="source", values="balanced_accuracy"))
     display(quality)

@@ -28,29 +28,28 @@ stac_url = None  # STAC API to search; None means stac.url from the params (demo
 
 # %%
 import lcgee
-from lcgee import search
-from lcgee.gee import verify
+from lcgee import ee_stage, search
 
 stage = lcgee.open_stage(params_file, run_dir, stac_url)
 p = stage.params
 # with the STAC client the dry run also evaluates the whole server chain from the scenes'
 # digital numbers (median / monthly runs) and counts its label flips
-result = verify.dry_run(stage.run_dir, client=search.open_client(stage.stac_url,
-                                                                 sign=p.stac.sign))
-spec = result["spec"]
+result = ee_stage.dry_run(stage.run_dir, client=search.open_client(stage.stac_url,
+                                                                   sign=p.stac.sign))
+spec = result.spec
 per_class = {c: len(t) for c, t in zip(spec.class_values, spec.trees)}
 print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings -> "
-      f"route: {result['route']}")
+      f"route: {result.route}")
 print("trees per class:", per_class)
 print("largest feature difference server-side vs local: "
-      f"{max(result['feature_diff'].values()):.2e}")
+      f"{max(result.feature_diff.values()):.2e}")
 
 # %% [markdown]
 # ## Dry run: held-out samples and the whole held-out region
 # Written to `model/`: `ee_classifier.json`, `ee_graph.json`, `holdout.parquet`.
 
 # %%
-result["table"]
+result.table
 
 # %% [markdown]
 # ## Server-side result (offline preview) next to the local map
@@ -61,9 +60,9 @@ import matplotlib.pyplot as plt
 from lcgee import plots
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-plots.class_map(axes[0], result["local_map"], result["region"], legend=False,
+plots.class_map(axes[0], result.local_map, result.region, legend=False,
                 title="local map (lcgee predictor)")
-plots.class_map(axes[1], result["ee_map"], result["region"],
+plots.class_map(axes[1], result.ee_map, result.region,
                 title="Earth Engine graph, evaluated offline")
 for ax in axes:
     ax.set_xticks([])
@@ -86,22 +85,6 @@ for ax in axes:
 # * Export tasks cover the whole grid (`ee.export_to`, `ee.export_path`, `ee.max_pixels`, split
 #   into `ee.export_split` tiles) and are started only with `ee.start_export: true`.
 
-# %%
-from lcgee.errors import EarthEngineError, MissingDependencyError
-from lcgee.gee import live, session
-
-live_ready = False
-if not p.ee.project:
-    print(f"Live Earth Engine step skipped: no ee.project in the params. To enable it, "
-          f"{session.AUTH_HELP}.")
-else:
-    try:
-        session.init_live(p.ee.project)
-        live_ready = True
-        print(f"Earth Engine initialised for project {p.ee.project!r}")
-    except EarthEngineError as exc:  # credentials or project missing: say how, keep the run
-        print(f"Live Earth Engine step skipped. {exc}")
-
 # %% [markdown]
 # ### Classify the server-side composite
 # The composite is built in Earth Engine from `COPERNICUS/S2_SR_HARMONIZED` with this run's
@@ -109,18 +92,13 @@ else:
 # assets (under a hash of the model, so a retrained model never reads old trees).
 
 # %%
-if live_ready:
-    from lcgee.gee import classify
-    from lcgee.gee import composite as gee_composite
+from lcgee.errors import MissingDependencyError
+from lcgee.gee import live
 
-    policy = live.policy_for(p.ee)
-    trees_table = None
-    if result["route"] == "table-asset":
-        trees_table = live.ensure_trees_table(spec, live.trees_asset_for(p.ee, p.name),
-                                              policy=policy)
-    classified = live.classify_live(spec, gee_composite.composite_for_params(p, stage.grid),
-                                    stage.grid, mode=p.ee.output_mode, trees_table=trees_table,
-                                    available_bands=live.composite_bands(p, spec))
+# classify, compare over the held-out region, build (ee.start_export: start) the export tasks
+live_run = ee_stage.classify_in_earth_engine(p, stage.grid, result,
+                                             cache_dir=stage.folder(".cache", "ee-tiles"))
+print(live_run.message)
 
 # %% [markdown]
 # ### Earth Engine (live) next to the local map, held-out region
@@ -128,25 +106,11 @@ if live_ready:
 # scenes, cloud masks and composite against this run's local ones.
 
 # %%
-ee_pixels = None
-if live_ready:
-    try:  # one request, or tiles through the tiled downloader when larger
-        ee_pixels = live.fetch_pixels(classified, result["region"], policy=policy,
-                                      cache_dir=stage.folder(".cache", "ee-tiles"))
-    except EarthEngineError as exc:  # too large to fetch: the export below has it all
-        print(exc)
-    else:
-        agreement = live.compare_maps(ee_pixels, result["local_map"])
-        print(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
-              f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without a "
-              "server-side composite")
-
-# %%
-if ee_pixels is not None:
+if live_run.pixels is not None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    plots.class_map(axes[0], result["local_map"], result["region"], legend=False,
+    plots.class_map(axes[0], result.local_map, result.region, legend=False,
                     title="local map (lcgee predictor)")
-    plots.class_map(axes[1], ee_pixels, result["region"], title="Earth Engine, live")
+    plots.class_map(axes[1], live_run.pixels, result.region, title="Earth Engine, live")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -158,9 +122,9 @@ if ee_pixels is not None:
 
 # %%
 ee_view = None
-if live_ready:
+if live_run.ran:
     try:
-        ee_view = live.ee_map(classified, stage.grid)
+        ee_view = live.ee_map(live_run.classified, stage.grid)
     except MissingDependencyError as exc:  # geemap is optional: the map is a viewer only
         print(exc)
 ee_view
@@ -169,18 +133,7 @@ ee_view
 # ### Export tasks
 # One task per tile, on exactly the run's grid (CRS, transform, dimensions), with `maxPixels`;
 # ids and states are read back from Earth Engine. Follow running tasks in the Code Editor's
-# Tasks tab or with `live.task_table(tasks)`.
+# Tasks tab (or rerun `lcgee ee classify RUN_DIR` for a fresh table).
 
 # %%
-export_table = None
-if live_ready:
-    tasks = classify.export_task(classified, stage.grid, to=p.ee.export_to,
-                                 path=live.export_path_for(p.ee, p.name),
-                                 max_pixels=int(p.ee.max_pixels), split=p.ee.export_split,
-                                 description=f"lcgee_{p.name}")
-    if p.ee.start_export:
-        export_table = live.start_tasks(tasks, policy=policy)
-    else:
-        export_table = live.task_table(tasks)
-        print("export tasks built, not started: set ee.start_export: true to start them")
-export_table
+live_run.export_table

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import lcgee
-from lcgee import features, search, water
+from lcgee import ee_stage, features, search, water
 from lcgee import water_stage as ws
 from lcgee.raster import read_cog
 
@@ -203,10 +203,9 @@ else:
 # %%
 if live_ready:
     from lcgee.gee import classify, live
-    from lcgee.gee import composite as gee_composite
     from lcgee.gee import water as gw
 
-    ee_water = gw.water_image(models["corrected"], gee_composite.composite_for_params(p, stage.grid))
+    ee_water = gw.water_image(models["corrected"], ee_stage.composite_for_params(p, stage.grid))
     tasks = classify.export_task(ee_water.select(gw.CLASS_BAND), stage.grid, to=p.ee.export_to,
                                  path=live.export_path_for(p.ee, p.name) + "_water",
                                  max_pixels=int(p.ee.max_pixels), split=p.ee.export_split,

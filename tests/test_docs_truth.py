@@ -14,6 +14,7 @@ from lcgee.demo.world import default_cache_dir
 ROOT = Path(__file__).resolve().parents[1]
 _COMMAND = re.compile(r"`(lcgee [^`]+)`")
 _NEEDS_ARG = {("run",): ["p.yaml"], ("params", "check"): ["p.yaml"], ("ee", "verify"): ["out"],
+              ("ee", "classify"): ["out"],
               ("doctor",): ["p.yaml"], ("evaluate",): ["out"]}
 
 

@@ -116,7 +116,7 @@ def test_stage_outputs_equal_the_reference_functions(small_search, small_world, 
                                       resolution=grid.resolution,
                                       origin=(grid.bounds[0], grid.bounds[3]),
                                       anchor=(grid.bounds[0], grid.bounds[3]),  # grid corner
-                                      **masks.cloud_params(params.clouds))
+                                      **masks.cloud_params(params.clouds).as_kwargs())
         np.testing.assert_array_equal(lc_masks[k], ref, err_msg=it.id)
         checked += 1
     assert checked >= len(items) - 2

@@ -9,13 +9,42 @@ import json
 import numpy as np
 import pytest
 
-from lcgee import clouds, load, masks
+from lcgee import clouds, ee_stage, load, masks
 from lcgee.errors import EarthEngineError
 from lcgee.gee import cloudmask, emulator, offline, session
+from lcgee.gee.connection import EarthEngineOptions
 from lcgee.gee.retry import RetryPolicy
 from lcgee.scenes import gee_index
 
+
+class _Service:
+    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
+
+    def __init__(self, compute_pixels=None, get_info=None):
+        self._compute, self._info = compute_pixels, get_info
+
+    def compute_pixels(self, request):
+        return self._compute(request)
+
+    def get_info(self, query):
+        return self._info(query)
+
+    def start_task(self, task):
+        raise AssertionError("no task expected")
+
+    def task_status(self, task):
+        raise AssertionError("no task expected")
+
+
+def pixels(fn):
+    return _Service(compute_pixels=fn)
+
+
+def info(fn):
+    return _Service(get_info=fn)
+
 NO_WAIT = RetryPolicy(sleep=lambda s: None, seed=0)
+TUTORIAL_PARAMS = clouds.CloudMaskParams.from_mapping(clouds.TUTORIAL)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,7 +92,8 @@ def _local(scenes, t, grid, params, window=None):
 
 def _offline(scenes, t, grid, params, window=None, azimuth=None):
     idx, images, props = _sources(scenes, t, window, azimuth)
-    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid, **params)
+    image = cloudmask.mask_codes(*cloudmask.scene_images(idx),
+                                 clouds.CloudMaskParams.from_mapping(params), crs=grid)
     graph = json.loads(image.serialize())
     return offline.evaluate_graph(graph, images=images, properties=props,
                                   grid=grid)[cloudmask.MASK_BAND]
@@ -110,7 +140,8 @@ def test_comparison_is_sensitive_to_the_sun_direction(scenes):
 @pytest.mark.parametrize("preset,buffer_px", [("tutorial", 5.0), ("aggressive", 10.0)])
 def test_graph_uses_the_tutorial_scales_and_radii(preset, buffer_px):
     params = dict(clouds.PRESETS[preset])
-    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images("X"), **params).serialize())
+    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images("X"),
+                                            clouds.CloudMaskParams.from_mapping(params)).serialize())
     calls = list(offline.invocations(graph))
     assert {"Image.directionalDistanceTransform", "Image.focalMin", "Image.focalMax",
             "Image.reproject", "Element.get"} <= {c["functionName"] for c in calls}
@@ -133,8 +164,7 @@ def test_joined_collection_uses_the_tutorial_join():
 
     region = ee.Geometry.Rectangle([130.3, 33.5, 130.5, 33.7])
     col = cloudmask.masked_collection(region, "2021-04-01", "2021-10-01", cloud_filter=60,
-                                      **{k: v for k, v in clouds.TUTORIAL.items()
-                                         if k != "cloud_filter"})
+                                      params=TUTORIAL_PARAMS)
     text = col.serialize()
     for needle in ("Join.saveFirst", "s2cloudless", "CLOUDY_PIXEL_PERCENTAGE",
                    cloudmask.SR_COLLECTION, cloudmask.PROBABILITY_COLLECTION,
@@ -144,11 +174,12 @@ def test_joined_collection_uses_the_tutorial_join():
 
 def test_bad_parameters_are_refused_before_any_graph():
     with pytest.raises(Exception, match="cld_prb_thresh"):
-        cloudmask.mask_codes(*cloudmask.scene_images("X"), cld_prb_thresh=150)
+        cloudmask.mask_codes(*cloudmask.scene_images("X"),
+                             clouds.CloudMaskParams(cld_prb_thresh=150))
 
 
 def test_confirm_matches_one_batched_query_with_retry(scenes):
-    ee_stub = emulator.demo_earth_engine(scenes["client"], scenes["items"], scenes["grid"])
+    ee_stub = ee_stage.demo_earth_engine(scenes["client"], scenes["items"], scenes["grid"])
     ids = [gee_index(it) for it in scenes["items"]] + ["20990101T000000_20990101T000000_T52SFC"]
     calls = []
 
@@ -160,7 +191,7 @@ def test_confirm_matches_one_batched_query_with_retry(scenes):
             raise ee.EEException("Too Many Requests: rate limit exceeded (429)")
         return ee_stub.get_info(query)
 
-    found, missing = cloudmask.confirm_matches(ids, get_info=flaky, policy=NO_WAIT)
+    found, missing = cloudmask.confirm_matches(ids, connection=info(flaky), policy=NO_WAIT)
     assert found == ids[:-1] and missing == ids[-1:]
     assert len(calls) == 2  # one query, retried once
     text = calls[0].serialize()  # both collections asked in the same request
@@ -175,17 +206,17 @@ def test_confirm_matches_reports_a_refusal():
         raise ee.EEException("Permission denied on project x")
 
     with pytest.raises(EarthEngineError, match="refused"):
-        cloudmask.confirm_matches(["a"], get_info=refused, policy=NO_WAIT)
+        cloudmask.confirm_matches(["a"], connection=info(refused), policy=NO_WAIT)
 
 
 def test_emulator_answers_tiles_of_the_whole_mask(scenes):
     """Tiles requested from the stand-in equal windows of the whole-scene local mask."""
     grid = scenes["grid"]
-    ee_stub = emulator.demo_earth_engine(scenes["client"], scenes["items"], grid)
+    ee_stub = ee_stage.demo_earth_engine(scenes["client"], scenes["items"], grid)
     t = 1
     idx = gee_index(scenes["items"][t])
-    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid,
-                                 **dict(clouds.TUTORIAL))
+    image = cloudmask.mask_codes(*cloudmask.scene_images(idx), TUTORIAL_PARAMS,
+                                 crs=grid)
     local = _local(scenes, t, grid, dict(clouds.TUTORIAL))
     tile = grid.window(100, 40, 90, 130)
     a, b, c, d, e, f = tile.transform
@@ -205,10 +236,10 @@ def test_gee_source_equals_local_source_and_resumes(scenes, tmp_path):
     from lcgee.params import CloudParams
 
     grid, items, client = scenes["grid"], scenes["items"], scenes["client"]
-    stub = emulator.demo_earth_engine(client, items, grid)
+    stub = ee_stage.demo_earth_engine(client, items, grid)
     stub.catalog.discard(gee_index(items[2]))  # Earth Engine has no counterpart for this one
     cfg = CloudParams(source="gee", fallback="local", preset="aggressive")
-    ee_args = {"connection": stub, "cache_dir": tmp_path, "workers": 3, "progress": False}
+    ee_args = EarthEngineOptions(connection=stub, cache_dir=tmp_path, workers=3, progress=False)
     got = masks.scene_masks(items, grid, cfg, client=client, chunk=128, earth_engine=ee_args)
     local = masks.scene_masks(items, grid, cfg.model_copy(update={"source": "local"}),
                               client=client, chunk=128)
@@ -242,8 +273,8 @@ def test_offline_evaluator_refuses_what_it_cannot_evaluate(scenes):
 
     grid = scenes["grid"]
     idx, images, props = _sources(scenes, 0)
-    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(idx), crs=grid,
-                                            **dict(clouds.TUTORIAL)).serialize())
+    graph = json.loads(cloudmask.mask_codes(*cloudmask.scene_images(idx), TUTORIAL_PARAMS,
+                                            crs=grid).serialize())
     with pytest.raises(DataError, match="grid="):  # reprojecting needs the sources' grid
         offline.evaluate_graph(graph, images=images, properties=props)
     with pytest.raises(DataError, match="MEAN_SOLAR_AZIMUTH_ANGLE"):

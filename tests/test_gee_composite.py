@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from lcgee import clouds, composite, load, masks
+from lcgee import clouds, composite, ee_stage, load, masks
 from lcgee.gee import composite as gee_composite
-from lcgee.gee import emulator, offline, session
+from lcgee.gee import offline, session
 from lcgee.params import CloudParams, load_params
 from lcgee.scenes import gee_index
 
@@ -42,7 +42,7 @@ def test_scene_composite_equals_local_median(setup):
     image = gee_composite.scene_composite([gee_index(it) for it in items], method="median",
                                           bands=BANDS, cloud=masks.cloud_params(cfg), crs=grid)
     graph = json.loads(image.serialize())
-    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS)
+    loader = ee_stage.stac_loader(client, items, grid, chunk=128, bands=BANDS)
     ids = sorted(offline.loaded_ids(graph))
     images, props = {}, {}
     for asset_id in ids:
@@ -62,7 +62,7 @@ def test_composite_for_params_searches_earth_engine(method, tmp_path):
     from lcgee.grid import Grid
 
     grid = Grid("EPSG:32652", (10.0, 0.0, 620000.0, 0.0, -10.0, 3725360.0), (1536, 1536))
-    text = gee_composite.composite_for_params(p, grid).serialize()
+    text = ee_stage.composite_for_params(p, grid).serialize()
     for needle in ("COPERNICUS/S2_SR_HARMONIZED", "COPERNICUS/S2_CLOUD_PROBABILITY",
                    "Join.saveFirst", "CLOUDY_PIXEL_PERCENTAGE", "2022-10-01",
                    "Image.directionalDistanceTransform"):

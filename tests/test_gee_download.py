@@ -43,6 +43,33 @@ from lcgee.gee.download import (
 from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 
+
+class _Service:
+    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
+
+    def __init__(self, compute_pixels=None, get_info=None):
+        self._compute, self._info = compute_pixels, get_info
+
+    def compute_pixels(self, request):
+        return self._compute(request)
+
+    def get_info(self, query):
+        return self._info(query)
+
+    def start_task(self, task):
+        raise AssertionError("no task expected")
+
+    def task_status(self, task):
+        raise AssertionError("no task expected")
+
+
+def pixels(fn):
+    return _Service(compute_pixels=fn)
+
+
+def info(fn):
+    return _Service(get_info=fn)
+
 # What the service answers, as ee.data raises it (an EEException carrying the message only).
 QUOTA_429 = "Too many concurrent aggregations."
 QUOTA_429_RATE = ("Quota exceeded for quota metric 'Number of read requests' and limit 'Number of "
@@ -194,7 +221,7 @@ def test_download_is_complete_and_equals_local_mask_despite_faults(scene, tmp_pa
     service = PixelService({"mask": mask}, grid, fault=flaky)
     waits: list[float] = []
     got = download_image(expression(scene), grid, cache_dir=tmp_path, n_bands=1, dtype="uint8",
-                         compute=service, workers=3, tile=100, policy=no_wait(waits),
+                         connection=pixels(service), workers=3, tile=100, policy=no_wait(waits),
                          description="cloud mask")
     assert got.shape == (1, *grid.shape) and got.dtype == np.uint8
     assert np.array_equal(got[0], mask)
@@ -213,7 +240,7 @@ def test_download_is_complete_and_equals_local_mask_despite_faults(scene, tmp_pa
     # a second run is served from the cache: a service that refuses everything is never asked
     refusing = PixelService({"mask": mask}, grid, fault=lambda w, a: ee.EEException(MISSING_ASSET))
     again = download_image(expression(scene), grid, cache_dir=tmp_path, n_bands=1, dtype="uint8",
-                           compute=refusing, tile=100, progress=False)
+                           connection=pixels(refusing), tile=100, progress=False)
     assert np.array_equal(again, got) and refusing.requests == []
 
 
@@ -223,7 +250,7 @@ def test_bands_of_different_types_arrive_in_requested_order(scene, tmp_path):
     service = PixelService(bands, grid)
     order = ["mask", "B08", "probability"]
     got = download_image(expression(scene, "bands"), grid, cache_dir=tmp_path, n_bands=3,
-                         dtype="float32", band_ids=order, compute=service, workers=4, tile=128,
+                         dtype="float32", band_ids=order, connection=pixels(service), workers=4, tile=128,
                          policy=no_wait(), progress=False)
     assert got.dtype == np.float32
     for i, name in enumerate(order):
@@ -234,7 +261,7 @@ def test_bands_of_different_types_arrive_in_requested_order(scene, tmp_path):
     strict = PixelService(bands, grid)
     with pytest.raises(DataError, match="do not fit uint8"):
         download_image(expression(scene, "bands"), grid, cache_dir=tmp_path / "u8", n_bands=3,
-                       dtype="uint8", band_ids=order, compute=strict, workers=1, tile=128,
+                       dtype="uint8", band_ids=order, connection=pixels(strict), workers=1, tile=128,
                        policy=no_wait(), progress=False)
     assert len(strict.requests) == 1 and list((tmp_path / "u8").glob("*/*.npy")) == []
 
@@ -256,18 +283,18 @@ def test_interrupted_download_resumes_with_only_missing_tiles(scene, tmp_path, i
                 policy=no_wait(), progress=False)
     if interruption == "refused":
         with pytest.raises(EarthEngineError) as info:
-            download_image(expression(scene), grid, compute=first, **args)
+            download_image(expression(scene), grid, connection=pixels(first), **args)
         message = str(info.value)
         assert MISSING_ASSET in message and f"{k} of 16 tiles are cached" in message
         assert "resumes" in message
         assert max(first.attempts.values()) == 1  # a refusal is not retried
     else:
         with pytest.raises(KeyboardInterrupt):
-            download_image(expression(scene), grid, compute=first, **args)
+            download_image(expression(scene), grid, connection=pixels(first), **args)
     assert len(first.served) == k and len(list(tmp_path.glob("*/*.npy"))) == k
 
     second = PixelService({"mask": mask}, grid)
-    got = download_image(expression(scene), grid, compute=second, **args)
+    got = download_image(expression(scene), grid, connection=pixels(second), **args)
     assert np.array_equal(got[0], mask)
     assert len(second.requests) == 16 - k
     assert set(second.served).isdisjoint(first.served)
@@ -282,7 +309,7 @@ def test_exhausted_retries_and_refusals_become_earth_engine_errors(scene, tmp_pa
     always_503 = PixelService({"mask": mask}, grid, fault=one_tile_down)
     with pytest.raises(EarthEngineError, match="still failed after 3 attempts") as info:
         download_image(expression(scene), grid, cache_dir=tmp_path, n_bands=1, dtype="uint8",
-                       compute=always_503, workers=2, tile=100, policy=no_wait(attempts=3),
+                       connection=pixels(always_503), workers=2, tile=100, policy=no_wait(attempts=3),
                        progress=False)
     assert always_503.attempts[(96, 192, 96, 96)] == 3
     n_cached = len(list(tmp_path.glob("*/*.npy")))
@@ -294,7 +321,7 @@ def test_exhausted_retries_and_refusals_become_earth_engine_errors(scene, tmp_pa
     refused = PixelService({"mask": mask}, grid, fault=lambda w, a: ee.EEException(MISSING_ASSET))
     with pytest.raises(EarthEngineError, match="was refused") as info:
         download_image(expression(scene), grid, cache_dir=tmp_path / "refused", n_bands=1,
-                       dtype="uint8", compute=refused, workers=1, tile=100, policy=no_wait(),
+                       dtype="uint8", connection=pixels(refused), workers=1, tile=100, policy=no_wait(),
                        progress=False)
     # not retried, and no request starts after the first failure
     assert MISSING_ASSET in str(info.value) and len(refused.requests) == 1
@@ -309,14 +336,14 @@ def test_answers_of_the_wrong_shape_are_data_errors(scene, tmp_path):
 
     with pytest.raises(DataError, match=r"1 band\(s\) of shape \(95, 96\), expected 1 of \(96, 96\)"):
         download_image(expression(scene), grid, cache_dir=tmp_path, n_bands=1, dtype="uint8",
-                       compute=short, workers=1, tile=100, policy=no_wait(), progress=False)
+                       connection=pixels(short), workers=1, tile=100, policy=no_wait(), progress=False)
     with pytest.raises(DataError, match="not a numpy array"):
         download_image(expression(scene), grid, cache_dir=tmp_path, n_bands=1, dtype="uint8",
-                       compute=lambda p: b"\x89PNG", workers=1, tile=100, policy=no_wait(),
+                       connection=pixels(lambda p: b"\x89PNG"), workers=1, tile=100, policy=no_wait(),
                        progress=False)
     # plain arrays (H, W, bands) are accepted as well as structured ones
     plain = download_image(expression(scene), grid, cache_dir=tmp_path / "plain", n_bands=1,
-                           dtype="uint8", compute=lambda p: service(p)["mask"][..., None],
+                           dtype="uint8", connection=pixels(lambda p: service(p)["mask"][..., None]),
                            tile=100, progress=False)
     assert np.array_equal(plain[0], mask)
 
@@ -324,9 +351,9 @@ def test_answers_of_the_wrong_shape_are_data_errors(scene, tmp_path):
 def test_cache_is_keyed_by_the_request(scene, tmp_path):
     grid, mask = scene["grid"], scene["mask"]
     args = dict(cache_dir=tmp_path, n_bands=1, dtype="uint8", tile=100, progress=False)
-    download_image(expression(scene), grid, compute=PixelService({"mask": mask}, grid), **args)
+    download_image(expression(scene), grid, connection=pixels(PixelService({"mask": mask}, grid)), **args)
     other = PixelService({"mask": (mask == clouds.CLOUD).astype(np.uint8)}, grid)
-    got = download_image(expression(scene, "clouds only"), grid, compute=other, **args)
+    got = download_image(expression(scene, "clouds only"), grid, connection=pixels(other), **args)
     assert len(other.requests) == 16 and np.array_equal(got[0], mask == clouds.CLOUD)
     assert len(list(tmp_path.iterdir())) == 2
 
@@ -370,7 +397,7 @@ class _FakeCloudImage:
 
 
 def test_default_compute_goes_through_earthengine_api(scene, tmp_path, monkeypatch):
-    """With compute=None the real ``ee.data.computePixels`` builds the call (offline session)."""
+    """With connection=None the real ``ee.data.computePixels`` builds the call (offline session)."""
     session.init_offline()
     grid, mask = scene["grid"], scene["mask"]
     service = PixelService({"mask": mask}, grid)
@@ -456,10 +483,10 @@ def test_requests_are_sized_to_fit_and_oversized_ones_never_sent(tmp_path):
     values = np.random.default_rng(0).random(grid.shape)
     service = PixelService({"v": values}, grid, delay=0)  # asserts every request is within limits
     got = download_image("EXPR", grid, cache_dir=tmp_path, n_bands=1, dtype="float64",
-                         compute=service, tile=None, progress=False)
+                         connection=pixels(service), tile=None, progress=False)
     assert np.array_equal(got[0], values) and len(service.requests) == 2
     calls: list = []
     with pytest.raises(ParamsError, match="bands cannot be requested"):
         download_image("EXPR", grid, cache_dir=tmp_path, n_bands=MAX_BANDS + 1, dtype="uint8",
-                       compute=calls.append, progress=False)
+                       connection=pixels(calls.append), progress=False)
     assert calls == []

@@ -16,6 +16,33 @@ from lcgee.errors import EarthEngineError
 from lcgee.gee import classify, download, live, session
 from lcgee.grid import Grid
 
+
+class _Service:
+    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
+
+    def __init__(self, compute_pixels=None, get_info=None):
+        self._compute, self._info = compute_pixels, get_info
+
+    def compute_pixels(self, request):
+        return self._compute(request)
+
+    def get_info(self, query):
+        return self._info(query)
+
+    def start_task(self, task):
+        raise AssertionError("no task expected")
+
+    def task_status(self, task):
+        raise AssertionError("no task expected")
+
+
+def pixels(fn):
+    return _Service(compute_pixels=fn)
+
+
+def info(fn):
+    return _Service(get_info=fn)
+
 GRID = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (100, 200))
 
 
@@ -91,7 +118,7 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
         return out
 
     image = classify.placeholder_composite().select(["B04"], ["landcover"])
-    got = live.fetch_pixels(image, grid, compute=compute, cache_dir=tmp_path)
+    got = live.fetch_pixels(image, grid, connection=pixels(compute), cache_dir=tmp_path)
     assert len(requests) >= 2
     for r in requests:
         dims = r["grid"]["dimensions"]
@@ -103,7 +130,7 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
     assert np.all(got == got[:, :1])
     # one request when it fits
     requests.clear()
-    small = live.fetch_pixels(image, GRID, compute=compute, cache_dir=tmp_path)
+    small = live.fetch_pixels(image, GRID, connection=pixels(compute), cache_dir=tmp_path)
     assert len(requests) == 1 and small.shape == GRID.shape
 
 
@@ -112,10 +139,11 @@ def test_fetch_pixels_larger_than_one_request_goes_through_the_tiled_downloader(
 
 
 def _evaluate_composite(image, client, items, grid, bands):
-    from lcgee.gee import emulator, offline
+    from lcgee import ee_stage
+    from lcgee.gee import offline
 
     graph = json.loads(image.serialize())
-    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=bands)
+    loader = ee_stage.stac_loader(client, items, grid, chunk=128, bands=bands)
     images, props = {}, {}
     for asset_id in sorted(offline.loaded_ids(graph)):
         images[asset_id], props[asset_id] = loader(asset_id)
@@ -336,9 +364,10 @@ def test_whole_server_chain_equals_the_local_map_bit_for_bit(offline_session, sc
 
 
 def _evaluate_composite_graph(graph, client, items, grid):
-    from lcgee.gee import emulator, offline
+    from lcgee import ee_stage
+    from lcgee.gee import offline
 
-    loader = emulator.stac_loader(client, items, grid, chunk=128, bands=BANDS4)
+    loader = ee_stage.stac_loader(client, items, grid, chunk=128, bands=BANDS4)
     images, props = {}, {}
     for asset_id in sorted(offline.loaded_ids(graph)):
         images[asset_id], props[asset_id] = loader(asset_id)
@@ -352,6 +381,7 @@ def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_sessi
                                                                    small_world, tmp_path):
     from lcgee import labels
     from lcgee.gee import emulator, worldcover
+    from lcgee.gee.connection import EarthEngineOptions
 
     client, _ = small_search
     grid = small_world.grid
@@ -362,14 +392,14 @@ def test_worldcover_from_earth_engine_through_the_tiled_downloader(offline_sessi
         return {"Map": np.where(truth == 0, np.nan, truth.astype(np.float64))}, {}
 
     standin = emulator.OfflineEarthEngine(grid, loader)
-    got = labels.load_worldcover(grid, source="earth-engine", earth_engine={
-        "connection": standin, "cache_dir": tmp_path})
+    got = labels.load_worldcover(grid, source="earth-engine", earth_engine=EarthEngineOptions(
+        connection=standin, cache_dir=tmp_path))
     assert got.dtype == np.uint8 and np.array_equal(got.values, truth)
     assert standin.requests >= 1
     # coarser grid: mode of the 10 m codes, as the Planetary Computer route (odc-stac "mode")
     coarse = grid.coarsen(2)
-    got2 = labels.load_worldcover(coarse, source="earth-engine", earth_engine={
-        "connection": standin, "cache_dir": tmp_path}).values
+    got2 = labels.load_worldcover(coarse, source="earth-engine", earth_engine=EarthEngineOptions(
+        connection=standin, cache_dir=tmp_path)).values
     blocks = truth.reshape(coarse.height, 2, coarse.width, 2).transpose(0, 2, 1, 3).reshape(
         coarse.height, coarse.width, 4)
     unanimous = np.all(blocks == blocks[..., :1], axis=-1)
@@ -452,8 +482,8 @@ def test_dry_run_chain_graph_equals_the_local_chain_on_synthetic_scenes(offline_
     graph = chain.chain_graph(spec, n, method="median", bands=bands, index_names=["NDVI"])
     images = {}
     for i in range(n):
-        images[chain._SCENE.format(i)] = {"B4": dn[i, 0], "B8": dn[i, 1]}
-        images[chain._MASK.format(i)] = {"cloud_mask": codes[i].astype(np.float64)}
+        images[chain.SCENE_ID.format(i)] = {"B4": dn[i, 0], "B8": dn[i, 1]}
+        images[chain.MASK_ID.format(i)] = {"cloud_mask": codes[i].astype(np.float64)}
     out = offline.evaluate_graph(graph, images=images)
     ee_map = np.nan_to_num(out["landcover"]).astype(np.uint8).ravel()
     assert not ok.all() and np.array_equal(ee_map, local)

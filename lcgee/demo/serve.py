@@ -40,6 +40,7 @@ from typing import Any
 
 from lcgee.errors import StacError
 from lcgee.procs import child_popen_kwargs, die_with_parent
+from lcgee.signing import SIGNED_HOSTS_ENV
 
 __all__ = ["DemoServer", "RangeHTTPServer", "free_port", "SAS_URL_ENV"]
 
@@ -280,7 +281,6 @@ class DemoServer:
 
     def _point_sdk_at(self, sas_url: str, netloc: str) -> None:
         """Sign reads of ``netloc`` with tokens from ``sas_url`` (here and in children)."""
-        from lcgee.signing import SIGNED_HOSTS_ENV
 
         self._env_before = {k: os.environ.get(k) for k in (SAS_URL_ENV, SIGNED_HOSTS_ENV)}
         hosts = [h for h in os.environ.get(SIGNED_HOSTS_ENV, "").split(",") if h.strip()]
@@ -289,7 +289,6 @@ class DemoServer:
         _forget_sdk_settings()
 
     def _restore_env(self) -> None:
-        from lcgee.signing import SIGNED_HOSTS_ENV
 
         if self._env_before is None or self.files is None:
             return

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from lcgee import indices as _indices
-from lcgee.errors import ModelError, ParamsError
+from lcgee.errors import DataWarning, ModelError, ParamsError
+from lcgee.gee.api import ee as _ee
 from lcgee.gee.trees import OUTPUT_MODES, EEClassifierSpec
 
 __all__ = [
@@ -94,11 +95,6 @@ PYRAMIDING_POLICIES = ("mean", "sample", "min", "max", "mode")
 #: Asset id of the placeholder composite used for dry runs and offline evaluation.
 PLACEHOLDER_ID = "lcgee/placeholder/composite"
 
-
-def _ee() -> Any:
-    import ee
-
-    return ee
 
 
 # ----------------------------------------------------------------------------- features
@@ -237,8 +233,6 @@ def class_score(features_image: Any, classifier: Any, n_trees: int, mode: str, n
         out = out.arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
     else:
         import warnings
-
-        from lcgee.errors import DataWarning
 
         warnings.warn(REGRESSION_WARNING, DataWarning, stacklevel=2)
         out = out.multiply(float(n_trees))

@@ -29,11 +29,19 @@ Everything here only builds graphs; :mod:`lcgee.gee.offline` evaluates them on l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from tqdm.std import tqdm
 
 from lcgee import clouds
 from lcgee.errors import EarthEngineError
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.connection import EarthEngineConnection, live_or
+from lcgee.gee.download import download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
+from lcgee.grid import Grid
+from lcgee.scenes import gee_index
 
 __all__ = [
     "SR_COLLECTION",
@@ -57,11 +65,6 @@ MASK_BAND = "cloud_mask"
 _SCL_WATER = 6
 _SR_SCALE = 10000
 
-
-def _ee() -> Any:
-    import ee
-
-    return ee
 
 
 def scene_images(index: str) -> tuple[Any, Any]:
@@ -124,10 +127,8 @@ def _layers(sr: Any, prob: Any, *, cld_prb_thresh: float, nir_drk_thresh: float,
             "union": open_and_buffer(is_cloud.Or(shadows))}
 
 
-def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh: float = 0.15,
-               cld_prj_dist: float = 1.0, buffer: float = 50, exact_buffer: bool = False,
-               crs: Any = None, cloud_filter: float | None = None,
-               anchor: tuple[float, float] | None = None) -> Any:
+def mask_codes(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+               crs: Grid | str | None = None, anchor: tuple[float, float] | None = None) -> Any:
     """One band ``cloud_mask`` (uint8) of :class:`lcgee.clouds.MaskCode` values.
 
     ``sr`` is an ``S2_SR_HARMONIZED`` image (DN, bands ``B8`` and ``SCL``, property
@@ -138,15 +139,15 @@ def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh
     (default: the image's own projection, as the tutorial); with it ``anchor`` (the download
     grid's top-left corner) fixes their origin with an explicit ``crsTransform``, the origin
     :func:`lcgee.clouds.local_masks` uses. ``crs`` may be a :class:`lcgee.grid.Grid`: its CRS
-    and top-left corner. ``cloud_filter`` is accepted for the presets and
-    used only when searching.
+    and top-left corner. ``params``: the tutorial's defaults when None.
     """
     ee = _ee()
     if hasattr(crs, "transform") and hasattr(crs, "crs"):  # a Grid: its CRS and corner
         crs, anchor = crs.crs, (crs.bounds[0], crs.bounds[3])
-    layer = _layers(sr, prob, cld_prb_thresh=cld_prb_thresh, nir_drk_thresh=nir_drk_thresh,
-                    cld_prj_dist=cld_prj_dist, buffer=buffer, exact_buffer=exact_buffer, crs=crs,
-                    anchor=anchor)
+    p = params or clouds.CloudMaskParams()
+    layer = _layers(sr, prob, cld_prb_thresh=p.cld_prb_thresh, nir_drk_thresh=p.nir_drk_thresh,
+                    cld_prj_dist=p.cld_prj_dist, buffer=p.buffer, exact_buffer=p.exact_buffer,
+                    crs=crs, anchor=anchor)
     shadow_only = layer["shadows"].And(layer["clouds"].Not())
     codes = (ee.Image.constant(clouds.CLEAR)
              .where(layer["union"], clouds.SHADOW)
@@ -155,15 +156,17 @@ def mask_codes(sr: Any, prob: Any, *, cld_prb_thresh: float = 50, nir_drk_thresh
     return codes.toUint8().rename([MASK_BAND])
 
 
-def tutorial_mask(sr: Any, prob: Any, **params: Any) -> Any:
+def tutorial_mask(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+                  crs: Grid | str | None = None) -> Any:
     """The tutorial's ``cloudmask`` band: 1 for cloud or shadow (buffered), 0 for clear."""
-    codes = mask_codes(sr, prob, **params)
+    codes = mask_codes(sr, prob, params, crs=crs)
     return codes.eq(clouds.CLOUD).Or(codes.eq(clouds.SHADOW)).rename(["cloudmask"])
 
 
-def masked_image(sr: Any, prob: Any, **params: Any) -> Any:
+def masked_image(sr: Any, prob: Any, params: clouds.CloudMaskParams | None = None, *,
+                 crs: Grid | str | None = None) -> Any:
     """``sr`` with every pixel that is not CLEAR masked (what the composite reduces)."""
-    return sr.updateMask(mask_codes(sr, prob, **params).eq(clouds.CLEAR))
+    return sr.updateMask(mask_codes(sr, prob, params, crs=crs).eq(clouds.CLEAR))
 
 
 def joined_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60) -> Any:
@@ -180,11 +183,11 @@ def joined_collection(region: Any, start: str, end: str, *, cloud_filter: float 
 
 
 def masked_collection(region: Any, start: str, end: str, *, cloud_filter: float = 60,
-                      **params: Any) -> Any:
+                      params: clouds.CloudMaskParams | None = None) -> Any:
     """:func:`joined_collection` with every image masked by :func:`mask_codes` (server-side
     ``map``; for continent-scale composites)."""
     joined = joined_collection(region, start, end, cloud_filter=cloud_filter)
-    return map_scenes(joined, lambda sr, prob: masked_image(sr, prob, **params))
+    return map_scenes(joined, lambda sr, prob: masked_image(sr, prob, params))
 
 
 def map_scenes(joined: Any, fn: Any) -> Any:
@@ -198,7 +201,8 @@ def map_scenes(joined: Any, fn: Any) -> Any:
     return joined.map(per_image)
 
 
-def scene_collection(indices: Sequence[str], **params: Any) -> Any:
+def scene_collection(indices: Sequence[str], params: clouds.CloudMaskParams | None = None, *,
+                     crs: Grid | str | None = None) -> Any:
     """The masked images of the given ``system:index`` values, as one collection.
 
     The graph lists every scene (no ``map``), so it can be evaluated offline; use it for AOIs
@@ -208,16 +212,16 @@ def scene_collection(indices: Sequence[str], **params: Any) -> Any:
     if not indices:
         raise EarthEngineError("no scenes to composite", where="scene_collection",
                                fix="search scenes first (01_search) or widen the dates")
-    return ee.ImageCollection.fromImages([masked_image(*scene_images(i), **params)
+    return ee.ImageCollection.fromImages([masked_image(*scene_images(i), params, crs=crs)
                                           for i in indices])
 
 
-def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
+def confirm_matches(indices: Sequence[str], *, connection: EarthEngineConnection | None = None,
                     policy: RetryPolicy | None = None) -> tuple[list[str], list[str]]:
     """Which ``system:index`` values exist in both collections: one batched metadata query.
 
-    Returns ``(found, missing)`` in the order given. ``get_info`` evaluates the query (default
-    ``ee.ComputedObject.getInfo``; tests pass a stand-in); 429s / 5xx are retried.
+    Returns ``(found, missing)`` in the order given. ``connection`` evaluates the query
+    (``get_info``; default: the live service); 429s / 5xx are retried.
     """
     ee = _ee()
     ids = [str(i) for i in indices]
@@ -228,15 +232,15 @@ def confirm_matches(indices: Sequence[str], *, get_info: Any = None,
         .aggregate_array("system:index")
         for name, collection in (("sr", SR_COLLECTION), ("probability", PROBABILITY_COLLECTION))
     })
-    fetch = get_info or (lambda q: q.getInfo())
-    answer = call_with_backoff(fetch, query, what="matching scenes in Earth Engine",
-                               policy=policy)
+    answer = call_with_backoff(live_or(connection).get_info, query,
+                               what="matching scenes in Earth Engine", policy=policy)
     both = set(answer.get("sr") or []) & set(answer.get("probability") or [])
     return [i for i in ids if i in both], [i for i in ids if i not in both]
 
 
-def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
-                   cache_dir: Any, compute: Any = None, get_info: Any = None, workers: int = 8,
+def download_masks(items: Sequence[Any], grid: Grid, cloud: clouds.CloudMaskParams, *,
+                   cache_dir: str | Path, connection: EarthEngineConnection | None = None,
+                   workers: int = 8,
                    policy: RetryPolicy | None = None, progress: bool = True
                    ) -> tuple[list[tuple[str, Any]], list[Any]]:
     """Masks of the items computed in Earth Engine and downloaded onto ``grid``.
@@ -245,26 +249,21 @@ def download_masks(items: Sequence[Any], grid: Any, cloud: dict[str, Any], *,
     batched query), then downloads each scene's :func:`mask_codes` (working grids in the grid's
     CRS) with :func:`lcgee.gee.download.download_image`: tiles within the request limits, at
     most ``workers`` requests in flight, retries with backoff, tiles cached under ``cache_dir``
-    so an interrupted run resumes. ``compute`` / ``get_info`` default to the live service
-    (``ee.data.computePixels`` / ``getInfo``); :mod:`lcgee.gee.emulator` provides stand-ins.
+    so an interrupted run resumes. ``connection`` defaults to the live service;
+    :class:`lcgee.gee.emulator.OfflineEarthEngine` stands in for it offline.
 
     Returns ``([(item id, uint8 mask), ...], items without an Earth Engine counterpart)``.
     """
-    from tqdm.std import tqdm
-
-    from lcgee.gee.download import download_image
-    from lcgee.scenes import gee_index
-
     keys = [gee_index(it) for it in items]
-    found, _ = confirm_matches(keys, get_info=get_info, policy=policy)
+    found, _ = confirm_matches(keys, connection=connection, policy=policy)
     have = set(found)
     todo = [(item, key) for item, key in zip(items, keys, strict=True) if key in have]
     out = []
     for item, key in tqdm(todo, desc="Earth Engine masks", unit="scene",
                           disable=not progress or len(todo) < 2):
-        image = mask_codes(*scene_images(key), crs=grid, **cloud)
+        image = mask_codes(*scene_images(key), cloud, crs=grid)
         arr = download_image(image, grid, cache_dir=cache_dir, n_bands=1, dtype="uint8",
-                             band_ids=[MASK_BAND], compute=compute, workers=workers,
+                             band_ids=[MASK_BAND], connection=connection, workers=workers,
                              policy=policy, progress=progress and len(todo) < 2,
                              description=f"Earth Engine mask {key}")
         out.append((item.id, arr[0]))

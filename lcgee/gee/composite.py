@@ -13,7 +13,7 @@ run's ``composite.method``:
 The result holds reflectance (digital numbers / 10,000) with lcgee band names (``B02``...), so
 :func:`lcgee.gee.classify.feature_image` adds the indices from the same definitions as locally.
 
-Two ways to choose the scenes: :func:`composite_for_params` searches Earth Engine by area,
+Two ways to choose the scenes: :func:`searched_composite` searches Earth Engine by area,
 dates and scene cloud cover (``filterBounds`` + ``filterDate`` + the tutorial's join, for
 regions of any size), :func:`scene_composite` takes the ``system:index`` list of the run's STAC
 search (the same scenes as the local composite; its graph can be evaluated offline).
@@ -28,19 +28,16 @@ from typing import Any
 from lcgee import clouds
 from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
+from lcgee.gee.api import ee as _ee
 from lcgee.gee.classify import PC_TO_EE_BANDS, S2_BANDS, feature_image
+from lcgee.grid import Grid
 
-__all__ = ["METHODS", "reduce_collection", "scene_composite", "composite_for_params",
+__all__ = ["METHODS", "reduce_collection", "scene_composite", "searched_composite",
            "monthly_features", "scene_reflectance"]
 
 METHODS = ("median", "best", "monthly")
 _QUALITY = "lcgee_quality"
 
-
-def _ee() -> Any:
-    import ee
-
-    return ee
 
 
 def _check(method: str, bands: Sequence[str]) -> list[str]:
@@ -80,14 +77,14 @@ def scene_reflectance(sr: Any, bands: Sequence[str]) -> Any:
     return sr.addBands(refl, None, True).select(list(bands))
 
 
-def _scene(sr: Any, prob: Any, params: dict[str, Any], bands: Sequence[str],
-           quality: bool) -> Any:
+def _scene(sr: Any, prob: Any, params: clouds.CloudMaskParams | None, crs: Grid | str | None,
+           bands: Sequence[str], quality: bool) -> Any:
     """One scene for the composite: masked (not CLEAR -> masked) float32 reflectance, plus
     (``quality``) minus its cloud probability for ``qualityMosaic``, masked like the scene:
     ``qualityMosaic`` orders by the quality band alone, so a cloud, shadow or buffered
     observation, or one missing any of ``bands``, must have no quality value to win with (as
     the local best pixel, which needs every band valid)."""
-    clear = cloudmask.mask_codes(sr, prob, **params).eq(clouds.CLEAR)
+    clear = cloudmask.mask_codes(sr, prob, params, crs=crs).eq(clouds.CLEAR)
     image = scene_reflectance(sr.updateMask(clear), bands)
     if not quality:
         return image
@@ -140,18 +137,18 @@ def monthly_features(collection: Any, start: dt.date, end: dt.date, bands: Seque
 
 
 def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
-                    bands: Sequence[str] = S2_BANDS, cloud: dict[str, Any] | None = None,
-                    crs: Any = None, dates: tuple[dt.date, dt.date] | None = None,
+                    bands: Sequence[str] = S2_BANDS, cloud: clouds.CloudMaskParams | None = None,
+                    crs: Grid | str | None = None,
+                    dates: tuple[dt.date, dt.date] | None = None,
                     index_names: Sequence[str] = ()) -> Any:
     """The composite of exactly these scenes (``system:index`` values, e.g. from the run's STAC
     search via :func:`lcgee.gee_index`), masked with ``cloud`` parameters
-    (:func:`lcgee.masks.cloud_params`); ``crs`` (a :class:`lcgee.grid.Grid`, or a CRS code
-    with ``cloud["anchor"]``) pins the mask's working grids."""
+    (:func:`lcgee.masks.cloud_params`; the tutorial's when None); ``crs`` (a
+    :class:`lcgee.grid.Grid`, or a CRS code) pins the mask's working grids."""
     ee = _ee()
-    cloud = dict(cloud or {})
     _check(method, bands)
-    images = [_scene(*cloudmask.scene_images(index), {**cloud, "crs": crs}, bands,
-                     method == "best") for index in scene_indices]
+    images = [_scene(*cloudmask.scene_images(index), cloud, crs, bands, method == "best")
+              for index in scene_indices]
     collection = ee.ImageCollection.fromImages(images)
     if method == "monthly":
         if dates is None:
@@ -161,31 +158,28 @@ def scene_composite(scene_indices: Sequence[str], *, method: str = "median",
     return reduce_collection(collection, method, bands)
 
 
-def composite_for_params(params: Any, grid: Any) -> Any:
-    """The run's composite over ``grid`` searched in Earth Engine (any region size).
+def searched_composite(lonlat_bbox: Sequence[float], start: dt.date, end: dt.date, *,
+                       cloud: clouds.CloudMaskParams, cloud_filter: float, method: str,
+                       bands: Sequence[str], index_names: Sequence[str] = (),
+                       months: tuple[dt.date, dt.date] | None = None) -> Any:
+    """The composite of the scenes Earth Engine finds over a lon/lat box (any region size).
 
-    Scenes: ``S2_SR_HARMONIZED`` over the grid's lon/lat box and the run's dates with
-    ``CLOUDY_PIXEL_PERCENTAGE <= stac.max_cloud_cover``, joined with their s2cloudless
-    probabilities; masked with the run's cloud parameters; reduced with
-    ``composite.method``. Returns reflectance with lcgee band names (``features.bands``), or the
-    monthly feature stack.
+    Scenes: ``S2_SR_HARMONIZED`` over ``lonlat_bbox`` from ``start`` to ``end`` (exclusive, as
+    ``filterDate``) with ``CLOUDY_PIXEL_PERCENTAGE <= cloud_filter``, joined with their
+    s2cloudless probabilities; masked with ``cloud`` (:func:`lcgee.masks.cloud_params`);
+    reduced with ``method``. Returns reflectance with lcgee band names, or (``monthly``) the
+    feature stack of the calendar months of ``months`` (default ``(start, end)``).
+    :func:`lcgee.ee_stage.composite_for_params` calls it with a run's params.
     """
-    ee = _ee()
-    from lcgee.masks import cloud_params
-
-    cloud = cloud_params(params.clouds)
-    region = ee.Geometry.Rectangle(list(grid.lonlat_bbox), "EPSG:4326", False)
-    start = params.dates.start
-    end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
-    method = params.composite.method
-    bands = list(params.features.bands)
+    region = _ee().Geometry.Rectangle(list(lonlat_bbox), "EPSG:4326", False)
+    bands = list(bands)
     base = cloudmask.joined_collection(region, start.isoformat(), end.isoformat(),
-                                       cloud_filter=params.stac.max_cloud_cover)
+                                       cloud_filter=cloud_filter)
     collection = cloudmask.map_scenes(
-        base, lambda sr, prob: _scene(sr, prob, cloud, bands, method == "best"))
+        base, lambda sr, prob: _scene(sr, prob, cloud, None, bands, method == "best"))
     if method == "best":
         return reduce_collection(collection, "best", bands)
     if method == "monthly":
-        return monthly_features(collection, params.dates.start, params.dates.end, bands,
-                                list(params.features.indices))
+        first, last = months or (start, end)
+        return monthly_features(collection, first, last, bands, list(index_names))
     return reduce_collection(collection, "median", bands)

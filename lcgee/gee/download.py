@@ -20,7 +20,8 @@ to ``cache_dir/<key>/`` as ``.npy``; a rerun after an interruption loads those t
 only for the missing ones. ``<key>`` hashes the serialised expression, the grid, the data type
 and the bands, so a changed request never reuses stale tiles.
 
-``ee`` is imported lazily (only when no ``compute`` function is given).
+Requests go through an :class:`~lcgee.gee.connection.EarthEngineConnection` (the live service by
+default).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from lcgee.errors import DataError, EarthEngineError, ParamsError, require
+from lcgee.errors import DataError, EarthEngineError, ParamsError
 from lcgee.files import atomic_path, write_json
+from lcgee.gee.connection import EarthEngineConnection, live_or
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.grid import Grid
 
@@ -246,13 +248,14 @@ def _save_tile(path: Path, arr: np.ndarray) -> None:
 
 
 def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_bands: int, dtype: Any,
-                   band_ids: Sequence[str] | None = None, compute: Compute | None = None,
+                   band_ids: Sequence[str] | None = None,
+                   connection: EarthEngineConnection | None = None,
                    workers: int = 8, tile: int | None = DEFAULT_TILE, policy: RetryPolicy | None = None,
                    progress: bool = True, description: str = "Earth Engine download") -> np.ndarray:
     """Download ``expression`` onto ``grid`` in tiles, resuming from tiles cached on disk.
 
     Args:
-        expression: the image to compute (an ``ee.Image``; anything ``compute`` accepts). A
+        expression: the image to compute (an ``ee.Image``; anything ``connection`` accepts). A
             NUMPY_NDARRAY answer carries no mask: unmask the image with a nodata value (e.g.
             ``.unmask(255)``) to keep masked pixels apart, as Xee does before it requests.
         grid: the grid to download onto (CRS, transform and shape are requested exactly).
@@ -261,8 +264,9 @@ def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_band
         n_bands: bands of the image (or of ``band_ids``).
         dtype: data type of the result; every band Earth Engine returns must cast to it safely.
         band_ids: bands to request (``bandIds``), or None for all bands of the expression.
-        compute: the request function, called with one :func:`pixel_request` dict per tile;
-            defaults to ``ee.data.computePixels``. Tests pass a local stand-in.
+        connection: answers ``compute_pixels`` with one :func:`pixel_request` dict per tile;
+            None: the live service (:class:`~lcgee.gee.connection.LiveEarthEngine`). The demo
+            and tests pass a stand-in.
         workers: requests in flight at most (Earth Engine allows ~40 per project in all).
         tile: largest tile side in pixels (None: as large as the request limits allow).
         policy: retry policy of each request (default :class:`RetryPolicy`).
@@ -299,10 +303,9 @@ def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_band
             out[:, r:r + h, c:c + w] = cached
     log.info("%s: %d tiles, %d cached in %s", description, len(windows), len(windows) - len(todo), folder)
     if todo:
-        if compute is None:
-            compute = require("ee", "gee").data.computePixels
-        _fetch_all(todo, requests, out, folder, compute, workers=workers, policy=policy,
-                   progress=progress, description=description, n_total=len(windows))
+        _fetch_all(todo, requests, out, folder, live_or(connection).compute_pixels,
+                   workers=workers, policy=policy, progress=progress, description=description,
+                   n_total=len(windows))
     return out
 
 

@@ -1,6 +1,7 @@
 """An offline stand-in for Earth Engine's pixel and metadata requests, answered from local arrays.
 
-:class:`OfflineEarthEngine` has the two calls lcgee's Earth Engine code makes:
+:class:`OfflineEarthEngine` implements :class:`lcgee.gee.connection.EarthEngineConnection`
+(export tasks are refused):
 
 * ``compute_pixels(request)`` takes the same request as ``ee.data.computePixels`` (an
   ``expression``, ``fileFormat`` ``NUMPY_NDARRAY`` and a ``grid`` with ``dimensions``,
@@ -11,8 +12,8 @@
   the catalog of ``system:index`` values it can serve.
 
 Images come from a ``loader(asset_id) -> (bands, properties)`` on the emulator's grid; the
-demo uses :func:`stac_loader`, which reads the demo world's scenes through its STAC API
-(harmonized B8 digital numbers, SCL, s2cloudless probability). Whole results are cached per
+demo uses :func:`lcgee.ee_stage.stac_loader`, which reads the demo world's scenes through its
+STAC API (harmonized B8 digital numbers, SCL, s2cloudless probability). Whole results are cached per
 expression, so tiles of one image cost one evaluation. It stands in for the service in the
 demo (no credentials) and in tests; nothing here talks to Earth Engine.
 """
@@ -23,18 +24,16 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lcgee.errors import DataError, EarthEngineError
-from lcgee.gee import cloudmask, offline
+from lcgee.gee import offline
 from lcgee.gee.download import AFFINE_FIELDS
 from lcgee.grid import Grid
 
-__all__ = ["OfflineEarthEngine", "stac_loader", "demo_earth_engine", "earth_engine_options",
-           "request_grid", "Loader"]
+__all__ = ["OfflineEarthEngine", "request_grid", "Loader"]
 
 Loader = Callable[[str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 
@@ -113,6 +112,16 @@ class OfflineEarthEngine:
             out[name] = layers[name]
         return out
 
+    def start_task(self, task: Any) -> None:
+        """Export tasks are not emulated: refused with the way to run them."""
+        raise EarthEngineError("export tasks are not emulated offline", where="start_task",
+                               fix="set ee.project and authenticate to export with Earth Engine")
+
+    def task_status(self, task: Any) -> dict[str, Any]:
+        """Export tasks are not emulated: refused (no task was ever started here)."""
+        raise EarthEngineError("export tasks are not emulated offline", where="task_status",
+                               fix="set ee.project and authenticate to export with Earth Engine")
+
     def get_info(self, query: Any) -> dict[str, list[str]]:
         """Answer :func:`lcgee.gee.cloudmask.confirm_matches`' query from the catalog."""
         graph = _graph(query)
@@ -134,94 +143,3 @@ def _inlist_values(graph: Mapping[str, Any]) -> list[str]:
                 if isinstance(v, list):
                     values.extend(str(x) for x in v)
     return list(dict.fromkeys(values))
-
-
-def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024,
-                bands: Sequence[str] = ("B08",)) -> Loader:
-    """A loader serving the items' Earth Engine images from a STAC API (the demo world).
-
-    ``COPERNICUS/S2_SR_HARMONIZED/<index>`` gives ``bands`` (lcgee names, served under Earth
-    Engine's: ``B08`` -> ``B8``; harmonized digital numbers) and ``SCL`` with
-    ``MEAN_SOLAR_AZIMUTH_ANGLE``; ``COPERNICUS/S2_CLOUD_PROBABILITY/<index>`` gives
-    ``probability``. Pixels without data are masked (NaN).
-    """
-    from lcgee.gee.classify import PC_TO_EE_BANDS
-    from lcgee.load import load_stack, reflectance
-    from lcgee.masks import load_probability
-    from lcgee.scenes import gee_index
-
-    by_index = {gee_index(it): it for it in items}
-
-    def load(asset_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        collection, _, index = asset_id.rpartition("/")
-        item = by_index.get(index)
-        if item is None or collection not in (cloudmask.SR_COLLECTION,
-                                              cloudmask.PROBABILITY_COLLECTION):
-            raise DataError(f"Image.load: Image asset '{asset_id}' not found",
-                            where="offline Earth Engine", fix="match scenes first")
-        if collection == cloudmask.PROBABILITY_COLLECTION:
-            prob, missing = load_probability(client, [item], grid, chunk=chunk)
-            if missing:
-                raise DataError(f"Image.load: Image asset '{asset_id}' not found",
-                                where="offline Earth Engine", fix="match scenes first")
-            return {"probability": prob.values[0]}, {}
-        wanted = list(dict.fromkeys(["B08", *bands]))
-        ds = load_stack([item], grid, [*wanted, "SCL"], chunk=chunk)
-        refl = reflectance(ds, wanted).values[0].astype(np.float64)
-        out = {PC_TO_EE_BANDS[b]: np.where(np.isnan(r), np.nan, np.rint(r * 10000))
-               for b, r in zip(wanted, refl, strict=True)}
-        nir = out["B8"]
-        out["SCL"] = np.where(np.isnan(nir), np.nan, ds["SCL"].values[0].astype(np.float64))
-        return out, {"MEAN_SOLAR_AZIMUTH_ANGLE": float(ds["sun_azimuth"].values[0]),
-                     "system:time_start": _millis(item)}
-
-    return load
-
-
-def _millis(item: Any) -> float:
-    """The item's acquisition time as Earth Engine's ``system:time_start`` (ms since 1970)."""
-    when = item.datetime or item.common_metadata.start_datetime
-    return when.timestamp() * 1000.0
-
-
-def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024
-                      ) -> OfflineEarthEngine:
-    """An :class:`OfflineEarthEngine` over the demo world's scenes: its catalog holds the scenes
-    that have a probability layer in the STAC API (as Earth Engine holds those that have an
-    ``S2_CLOUD_PROBABILITY`` image)."""
-    from lcgee.masks import PROBABILITY_COLLECTION
-    from lcgee.scenes import gee_index
-    from lcgee.search import fetch_items
-
-    keys = [gee_index(it) for it in items]
-    have = {it.id for it in fetch_items(client, PROBABILITY_COLLECTION, keys, required=False)}
-    return OfflineEarthEngine(grid, stac_loader(client, items, grid, chunk=chunk),
-                              catalog=[k for k in keys if k in have])
-
-
-def earth_engine_options(params: Any, *, cache_dir: Path, client: Any = None,
-                         items: Sequence[Any] = (), grid: Grid | None = None,
-                         world: Any = None) -> tuple[dict[str, Any] | None, str]:
-    """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
-
-    With ``ee.project`` set: a live session (credentials as in
-    :func:`lcgee.gee.session.init_live`). Without it, on the demo world: the offline stand-in
-    :func:`lcgee.gee.emulator.demo_earth_engine` (the same graphs, evaluated locally). Otherwise
-    ``None`` (the ``gee`` source then reports how to authenticate and the fallback is used).
-    """
-    from lcgee.gee import session
-
-    common = {"cache_dir": cache_dir, "workers": params.ee.workers,
-              "retries": params.ee.retries}
-    if params.ee.project:
-        try:
-            session.init_live(params.ee.project)
-        except EarthEngineError as exc:
-            return None, f"Earth Engine unavailable: {exc}"
-        return common, f"Earth Engine (live, project {params.ee.project})"
-    if world is not None and grid is not None:
-        session.init_offline()
-        return ({**common, "connection": demo_earth_engine(client, items, grid)},
-                "Earth Engine stand-in: the same graphs evaluated offline on the demo world "
-                "(no credentials needed)")
-    return None, "Earth Engine not configured: " + session.AUTH_HELP

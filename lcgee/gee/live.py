@@ -32,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,11 +40,13 @@ import pandas as pd
 
 from lcgee.errors import EarthEngineError, ModelError, ParamsError, require
 from lcgee.gee import classify
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.connection import EarthEngineConnection, live_or
 from lcgee.gee.download import MAX_REQUEST_BYTES, MAX_SIDE, download_image
 from lcgee.gee.retry import RetryPolicy, call_with_backoff
 from lcgee.gee.trees import EEClassifierSpec
+from lcgee.gee.worldcover import WORLDCOVER
 from lcgee.grid import Grid
-from lcgee.labels import WORLDCOVER
 
 __all__ = [
     "INTERACTIVE_MAX_BYTES",
@@ -102,9 +105,6 @@ _SUMMARY_COLUMNS = ("crs", "dimensions", "scale", "maxPixels")
 _ACTIVE_STATES = frozenset({"UNSUBMITTED", "READY", "PENDING", "RUNNING", "CANCEL_REQUESTED"})
 
 
-def _ee() -> Any:
-    return require("ee", "gee")
-
 
 def policy_for(ee_params: Any) -> RetryPolicy:
     """The retry policy of the params' ``ee`` section (``ee.retries`` attempts per request)."""
@@ -162,8 +162,8 @@ def grid_geometry(grid: Grid) -> Any:
 
 def fetch_pixels(image: Any, grid: Grid, *, band: str = classify.OUTPUT_BAND,
                  bytes_per_pixel: int = 1, fill: float = 0,
-                 policy: RetryPolicy | None = None, cache_dir: Any = None,
-                 compute: Callable[[dict[str, Any]], Any] | None = None, workers: int = 8,
+                 policy: RetryPolicy | None = None, cache_dir: str | Path | None = None,
+                 connection: EarthEngineConnection | None = None, workers: int = 8,
                  max_pixels: int = FETCH_MAX_PIXELS, progress: bool = False) -> np.ndarray:
     """One band of ``image`` on exactly ``grid`` (``computePixels``), masked pixels = ``fill``.
 
@@ -189,12 +189,12 @@ def fetch_pixels(image: Any, grid: Grid, *, band: str = classify.OUTPUT_BAND,
 
             with tempfile.TemporaryDirectory(prefix="lcgee-fetch-") as tmp:
                 out = download_image(expression, grid, cache_dir=tmp, n_bands=1, dtype=dtype,
-                                     band_ids=[band], compute=compute, workers=workers,
+                                     band_ids=[band], connection=connection, workers=workers,
                                      tile=None, policy=policy, progress=progress,
                                      description=f"fetching {band!r}")
         else:
             out = download_image(expression, grid, cache_dir=cache_dir, n_bands=1, dtype=dtype,
-                                 band_ids=[band], compute=compute, workers=workers, tile=None,
+                                 band_ids=[band], connection=connection, workers=workers, tile=None,
                                  policy=policy, progress=progress,
                                  description=f"fetching {band!r}")
     except EarthEngineError as exc:
@@ -218,7 +218,7 @@ def compare_maps(ee_map: np.ndarray, local_map: np.ndarray) -> dict[str, Any]:
 
 
 def composite_bands(params: Any, spec: EEClassifierSpec) -> list[str]:
-    """The bands :func:`lcgee.gee.composite.composite_for_params` gives for this run.
+    """The bands :func:`lcgee.ee_stage.composite_for_params` gives for this run.
 
     ``features.bands`` (the indices are added by :func:`classify.feature_image`), or, for the
     ``monthly`` method, the whole feature stack (``mYYYYMM_<band or index>``) as the model uses it.
@@ -395,7 +395,8 @@ def _check_max_pixels(summary: dict[str, Any], name: str) -> None:
                           fix="raise ee.max_pixels or split the export (ee.export_split)")
 
 
-def start_tasks(tasks: Iterable[Any], *, policy: RetryPolicy | None = None) -> pd.DataFrame:
+def start_tasks(tasks: Iterable[Any], *, policy: RetryPolicy | None = None,
+                connection: EarthEngineConnection | None = None) -> pd.DataFrame:
     """Start ``ee.batch.Task`` objects (or ``(task, summary)`` pairs from ``export_task``).
 
     Tasks that already have an id are not started again. 429/5xx are retried (the task's
@@ -408,6 +409,7 @@ def start_tasks(tasks: Iterable[Any], *, policy: RetryPolicy | None = None) -> p
         ParamsError: a task covers more pixels than its ``maxPixels`` (checked before starting).
         EarthEngineError: a task could not be started; the message lists those already started.
     """
+    service = live_or(connection)
     pairs = _pairs(tasks)
     for task, summary in pairs:
         _check_max_pixels(summary, _description(task, summary))
@@ -416,32 +418,35 @@ def start_tasks(tasks: Iterable[Any], *, policy: RetryPolicy | None = None) -> p
         if getattr(task, "id", None):
             continue
         try:
-            call_with_backoff(task.start, policy=policy, what=f"starting task {name!r}")
+            call_with_backoff(service.start_task, task, policy=policy,
+                              what=f"starting task {name!r}")
         except EarthEngineError as exc:
             done = [f"{_description(t, s)} ({t.id})" for t, s in pairs[:n] if getattr(t, "id", None)]
             raise EarthEngineError(f"{exc.what}; already started: {', '.join(done) or 'none'}",
                                    where=f"task {name!r}", fix=exc.fix) from exc
         log.info("started %s as %s", name, task.id)
-    return task_table(pairs, policy=policy)
+    return task_table(pairs, policy=policy, connection=service)
 
 
 def _state(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def task_table(tasks: Iterable[Any], *, policy: RetryPolicy | None = None) -> pd.DataFrame:
+def task_table(tasks: Iterable[Any], *, policy: RetryPolicy | None = None,
+               connection: EarthEngineConnection | None = None) -> pd.DataFrame:
     """Description, task id, state (fresh from the service), path and error of each task.
 
     For ``(task, summary)`` pairs from :func:`lcgee.gee.classify.export_task` the table also
     shows the export's ``crs``, ``dimensions``, ``scale`` and ``maxPixels``.
     """
+    service = live_or(connection)
     pairs = _pairs(tasks)
     extra = [k for k in _SUMMARY_COLUMNS if any(k in s for _, s in pairs)]
     rows = []
     for task, summary in pairs:
         status: dict[str, Any] = {"state": getattr(task, "state", "UNSUBMITTED")}
         if getattr(task, "id", None):
-            status = call_with_backoff(task.status, policy=policy,
+            status = call_with_backoff(service.task_status, task, policy=policy,
                                        what=f"reading the status of task {task.id}")
         rows.append({"description": _description(task, summary),
                      "task_id": getattr(task, "id", None), "state": _state(status.get("state")),
@@ -453,7 +458,8 @@ def task_table(tasks: Iterable[Any], *, policy: RetryPolicy | None = None) -> pd
 def wait_tasks(tasks: Iterable[Any], *, timeout: float = 3600.0, poll: float = 20.0,
                policy: RetryPolicy | None = None,
                sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.monotonic) -> pd.DataFrame:
+               clock: Callable[[], float] = time.monotonic,
+               connection: EarthEngineConnection | None = None) -> pd.DataFrame:
     """Poll :func:`task_table` until no task is active; raise after ``timeout`` seconds."""
     pairs = _pairs(tasks)
     unstarted = [_description(t, s) for t, s in pairs if not getattr(t, "id", None)]
@@ -462,7 +468,7 @@ def wait_tasks(tasks: Iterable[Any], *, timeout: float = 3600.0, poll: float = 2
                                fix="start them with start_tasks(...) first")
     end = clock() + timeout
     while True:
-        table = task_table(pairs, policy=policy)
+        table = task_table(pairs, policy=policy, connection=connection)
         running = table[table["state"].isin(_ACTIVE_STATES)]
         if running.empty:
             return table

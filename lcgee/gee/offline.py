@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 from lcgee.errors import DataError, EarthEngineError
+from lcgee.gee.classify import PLACEHOLDER_ID
+from lcgee.gee.offline_arrays import array_functions
 from lcgee.gee.offline_ops import (
     _REDUCERS,
     OfflineImage,
@@ -179,8 +181,6 @@ def _functions(ctx: _Context) -> dict[str, Callable[[dict[str, Any]], Any]]:
     for reducer in _REDUCERS:
         table[f"Reducer.{reducer}"] = lambda a, r=reducer: _Reducer(r)
     # Neighbourhood arrays and matrix products (the water CNN): a separate module.
-    from lcgee.gee.offline_arrays import array_functions
-
     table.update(array_functions(ctx, dict(table)))
     return table
 
@@ -345,8 +345,6 @@ def evaluate_graph(graph: Mapping[str, Any], composite: Mapping[str, Any] | None
             f"the graph uses functions the offline evaluator does not implement: {unknown}",
             where="evaluate_graph",
             fix=f"use only {sorted(SUPPORTED_FUNCTIONS)}")
-    from lcgee.gee.classify import PLACEHOLDER_ID
-
     sources = {k: _source(v) for k, v in (images or {}).items()}
     if composite is not None:
         sources[composite_id or PLACEHOLDER_ID] = _source(composite)

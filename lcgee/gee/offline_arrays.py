@@ -31,6 +31,13 @@ from typing import Any
 import numpy as np
 
 from lcgee.errors import EarthEngineError
+from lcgee.gee.offline_ops import (
+    OfflineImage,
+    UnsupportedOperationError,
+    _binary,
+    _image,
+    _map_bands,
+)
 
 __all__ = ["array_functions"]
 
@@ -46,8 +53,6 @@ class _Kernel:
 
 
 def _unsupported(message: str, where: str, fix: str) -> Exception:
-    from lcgee.gee.offline import UnsupportedOperationError
-
     return UnsupportedOperationError(message, where=where, fix=fix)
 
 
@@ -59,8 +64,6 @@ def _square(radius: Any, units: Any) -> _Kernel:
 
 
 def _neighborhood(image: Any, kernel: Any, default: Any) -> Any:
-    from lcgee.gee.offline import OfflineImage
-
     if not isinstance(kernel, _Kernel):
         raise _unsupported("neighborhoodToArray with a kernel other than Kernel.square",
                            "Image.neighborhoodToArray", "use Kernel.square(r, 'pixels')")
@@ -82,8 +85,6 @@ def _neighborhood(image: Any, kernel: Any, default: Any) -> Any:
 
 
 def _reshape(image: Any, lengths: Any, dimensions: Any) -> Any:
-    from lcgee.gee.offline import OfflineImage
-
     if len(lengths) != 1 or lengths.data[0].ndim != 3:
         raise EarthEngineError("lengths must be one band of 1-D arrays", where="Image.arrayReshape",
                                fix="pass ee.Image(ee.Array([...]))")
@@ -96,8 +97,6 @@ def _reshape(image: Any, lengths: Any, dimensions: Any) -> Any:
 
 
 def _to_array(original: Callable[[dict[str, Any]], Any], args: dict[str, Any], image: Any) -> Any:
-    from lcgee.gee.offline import OfflineImage
-
     axis = int(args.get("axis", 0))
     if all(d.ndim == 2 for d in image.data):
         if axis == 0:
@@ -119,8 +118,6 @@ def _to_array(original: Callable[[dict[str, Any]], Any], args: dict[str, Any], i
 
 
 def _project(original: Callable[[dict[str, Any]], Any], args: dict[str, Any], image: Any) -> Any:
-    from lcgee.gee.offline import OfflineImage
-
     axes = [int(a) for a in args["axes"]]
     data = []
     for d in image.data:
@@ -144,8 +141,6 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _constant(ctx: Any, original: Callable[[dict[str, Any]], Any], args: dict[str, Any]) -> Any:
-    from lcgee.gee.offline import OfflineImage
-
     value = args["value"]
     if not isinstance(value, _Array):
         return original(args)
@@ -157,8 +152,6 @@ def _constant(ctx: Any, original: Callable[[dict[str, Any]], Any], args: dict[st
 def array_functions(ctx: Any, table: Mapping[str, Callable[[dict[str, Any]], Any]]
                     ) -> dict[str, Callable[[dict[str, Any]], Any]]:
     """Functions to add to (or wrap in) the offline evaluator's table."""
-    from lcgee.gee.offline import _binary, _image, _map_bands
-
     img = lambda v: _image(ctx, v)  # noqa: E731
     to_array, project, constant = table["Image.toArray"], table["Image.arrayProject"], table[
         "Image.constant"]

@@ -12,8 +12,7 @@ service-account key named by ``GOOGLE_APPLICATION_CREDENTIALS``. Failures become
 :class:`~lcgee.errors.EarthEngineError` with the steps to authenticate; secrets (key contents,
 tokens) are never put into messages.
 
-``ee`` is imported lazily inside the functions, so importing this module does not need
-``earthengine-api``.
+``ee`` comes from :mod:`lcgee.gee.api` (imported on first use).
 """
 
 from __future__ import annotations
@@ -22,7 +21,9 @@ import json
 import os
 from typing import Any
 
-from lcgee.errors import EarthEngineError, require
+from lcgee.errors import EarthEngineError
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.api import ee_submodule
 
 __all__ = ["init_offline", "init_live", "session_mode", "OFFLINE_PROJECT", "AUTH_HELP"]
 
@@ -40,9 +41,6 @@ _ORIGINALS: dict[str, Any] = {}
 _MODE: str | None = None
 
 
-def _ee() -> Any:
-    return require("ee", "gee")
-
 
 def session_mode() -> str | None:
     """``"offline"``, ``"live"`` or ``None`` (not initialised by lcgee in this process)."""
@@ -53,9 +51,7 @@ def session_mode() -> str | None:
 
 
 def _offline_algorithms() -> Any:
-    from ee import apitestcase
-
-    return apitestcase.GetAlgorithms()
+    return ee_submodule("apitestcase").GetAlgorithms()
 
 
 def init_offline() -> None:
@@ -68,8 +64,7 @@ def init_offline() -> None:
     ee = _ee()
     if _MODE == "offline" and ee.data.is_initialized():
         return
-    from ee import deprecation
-
+    deprecation = ee_submodule("deprecation")
     if not _ORIGINALS:
         _ORIGINALS.update({
             "_install_cloud_api_resource": ee.data._install_cloud_api_resource,
@@ -98,8 +93,7 @@ def _restore() -> None:
     if not _ORIGINALS:
         return
     ee = _ee()
-    from ee import deprecation
-
+    deprecation = ee_submodule("deprecation")
     ee.data._install_cloud_api_resource = _ORIGINALS["_install_cloud_api_resource"]
     ee.data.getAlgorithms = _ORIGINALS["getAlgorithms"]
     deprecation._FetchDataCatalogStac = _ORIGINALS["_FetchDataCatalogStac"]

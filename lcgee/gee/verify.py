@@ -1,4 +1,5 @@
-"""The dry run before spending Earth Engine quota: export, serialize, evaluate offline, compare.
+"""The checks of the dry run before spending Earth Engine quota (run by
+:func:`lcgee.ee_stage.dry_run`): export, serialize, evaluate offline, compare.
 
 Writes into ``model/``: ``ee_classifier.json`` (the tree strings), ``ee_graph.json`` (the
 serialized request that classifies a composite) and ``holdout.parquet`` (held-out samples,
@@ -16,6 +17,7 @@ features exactly as fed to the model, plus ``label``). Then checks that
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +26,16 @@ import pandas as pd
 import xarray as xr
 
 from lcgee.files import atomic_path, write_json, write_text
-from lcgee.gee import reader
+from lcgee.gee import classify, offline, reader, session
 from lcgee.gee.trees import EEClassifierSpec, booster_to_ee_trees
 
 __all__ = ["export_model", "write_holdout", "verify_holdout", "verify_graph", "verify_features",
-           "dry_run"]
+]
 
 
 def export_model(bundle: Any, model_dir: Path, *, output_mode: str = "RAW_REGRESSION"
                  ) -> tuple[EEClassifierSpec, dict[str, Any], str]:
     """Tree strings, serialized graph and payload route for a trained bundle."""
-    from lcgee.gee import classify, session
-
     spec = booster_to_ee_trees(bundle.booster, feature_names=bundle.feature_names,
                                class_values=bundle.class_values, output_mode=output_mode)
     write_text(model_dir / "ee_classifier.json", spec.to_json())
@@ -75,8 +75,6 @@ def verify_graph(graph: dict[str, Any], features: xr.DataArray, local_labels: np
     ``features`` is the local ``(band, y, x)`` feature stack (its first bands are the
     composite's reflectance); ``local_labels`` the local map (0 = nodata).
     """
-    from lcgee.gee import offline
-
     composite = {b: np.asarray(features.sel(band=b).values, dtype=np.float64) for b in bands}
     out = offline.evaluate_graph(graph, composite)
     ee_map = np.asarray(out["landcover"])
@@ -89,10 +87,6 @@ def verify_graph(graph: dict[str, Any], features: xr.DataArray, local_labels: np
 def verify_features(spec: EEClassifierSpec, features: xr.DataArray,
                     bands: list[str]) -> dict[str, float]:
     """Max |server-side feature - local feature| per feature, from the serialized graph."""
-    import json
-
-    from lcgee.gee import classify, offline, session
-
     session.init_offline()
     image = classify.feature_image(classify.placeholder_composite(), spec.feature_names)
     composite = {b: np.asarray(features.sel(band=b).values, dtype=np.float64) for b in bands}
@@ -103,51 +97,3 @@ def verify_features(spec: EEClassifierSpec, features: xr.DataArray,
         ok = np.isfinite(local) & np.isfinite(out[name])
         diffs[name] = float(np.max(np.abs(out[name][ok] - local[ok]))) if ok.any() else 0.0
     return diffs
-
-
-def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None
-            ) -> dict[str, Any]:
-    """The whole dry run on a finished run directory (needs 05_train and 06_predict outputs).
-
-    Returns the checks as a table, the spec, the route and both maps of the checked region.
-    With ``client`` (the run's STAC API client) the table also counts the label flips of the
-    whole server chain from the scenes' digital numbers (:func:`lcgee.gee.chain.chain_flips`).
-    """
-    from lcgee.features import read_features
-    from lcgee.params import load_params
-    from lcgee.raster import read_cog
-    from lcgee.stage import Stage
-    from lcgee.train import load_bundle
-
-    params = load_params(run_dir / "params.yaml")
-    stage = Stage(params=params, params_file=run_dir / "params.yaml", run_dir=run_dir,
-                  stac_url=params.stac.url)
-    model_dir = run_dir / "model"
-    bundle = load_bundle(model_dir)
-    spec, graph, route = export_model(bundle, model_dir, output_mode=params.ee.output_mode)
-    name = region or next(iter(params.regions_with("predict")), None)
-    rg = stage.region_grid(name) if name else stage.grid
-    (r0, c0), (h, w) = rg.offset_in(stage.grid), rg.shape
-    feats = read_features(run_dir, chunks=None)[:, r0:r0 + h, c0:c0 + w]
-    labels = read_cog(run_dir / "labels.tif", chunks=None).values[0][r0:r0 + h, c0:c0 + w]
-    local_map = read_cog(run_dir / "landcover.tif", chunks=None).values[0][r0:r0 + h, c0:c0 + w]
-    holdout = write_holdout(feats.values, labels, spec.feature_names,
-                            model_dir / "holdout.parquet", seed=params.train.seed)
-    bands = list(params.features.bands)
-    graph_check, ee_map = verify_graph(graph, feats, local_map, bands)
-    table = pd.DataFrame([
-        {"check": "tree strings vs LightGBM (held-out samples)", "compared": len(holdout),
-         "disagreements": verify_holdout(spec, holdout, bundle)["disagreements"]},
-        {"check": f"ee_graph.json offline vs local map ({name or 'AOI'})",
-         "compared": graph_check["pixels"], "disagreements": graph_check["disagreements"]},
-    ])
-    if client is not None:
-        from lcgee.gee.chain import chain_flips
-
-        chain = chain_flips(spec, params, run_dir, rg, stage.grid, local_map, client)
-        table.loc[len(table)] = {
-            "check": "whole server chain (DN -> median -> reflectance -> indices -> trees) "
-                     f"offline vs local map ({name or 'AOI'})",
-            "compared": chain["compared"], "disagreements": chain["flips"]}
-    return {"table": table, "spec": spec, "route": route, "region": rg, "local_map": local_map,
-            "ee_map": ee_map, "feature_diff": verify_features(spec, feats, bands)}

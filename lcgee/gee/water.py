@@ -32,6 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from lcgee.errors import ModelError
+from lcgee.gee import classify
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.classify import INLINE_FRACTION, REQUEST_LIMIT_BYTES
 from lcgee.water import WaterModel
 
 __all__ = ["water_image", "water_graph", "payload_bytes", "conv_matrix", "PROBABILITY_BAND",
@@ -40,11 +44,6 @@ __all__ = ["water_image", "water_graph", "payload_bytes", "conv_matrix", "PROBAB
 PROBABILITY_BAND = "water_probability"
 CLASS_BAND = "water"
 
-
-def _ee() -> Any:
-    import ee
-
-    return ee
 
 
 def conv_matrix(kernel: np.ndarray) -> np.ndarray:
@@ -87,8 +86,6 @@ def water_image(model: WaterModel, composite_image: Any | None = None, *,
     definitions as the local features.
     """
     ee = _ee()
-    from lcgee.gee import classify
-
     comp = composite_image if composite_image is not None else classify.placeholder_composite()
     feats = classify.feature_image(comp, model.bands, available_bands=available_bands)
     x = feats.subtract(ee.Image.constant([float(v) for v in model.mean])).divide(
@@ -113,9 +110,6 @@ def water_graph(model: WaterModel, composite_image: Any | None = None) -> dict[s
     The weights travel inline; a request over the inline share of Earth Engine's 10 MB limit
     (only with hundreds of input bands, more than Earth Engine classifies) is refused.
     """
-    from lcgee.errors import ModelError
-    from lcgee.gee.classify import INLINE_FRACTION, REQUEST_LIMIT_BYTES
-
     graph = json.loads(water_image(model, composite_image).serialize())
     size = payload_bytes(graph)
     if size > INLINE_FRACTION * REQUEST_LIMIT_BYTES:

@@ -14,15 +14,33 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lcgee.errors import ParamsError
+from lcgee.gee.api import ee as _ee
+from lcgee.gee.connection import EarthEngineConnection
+from lcgee.gee.download import download_image
+from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
 
-__all__ = ["WORLDCOVER_IMAGE", "WORLDCOVER_BAND", "fine_grid", "block_mode",
+__all__ = ["WORLDCOVER", "WORLDCOVER_IMAGE", "WORLDCOVER_BAND", "fine_grid", "block_mode",
            "download_worldcover"]
+
+#: ESA WorldCover v200 classes: code -> (name, official colour).
+WORLDCOVER: dict[int, tuple[str, str]] = {
+    10: ("Tree cover", "#006400"),
+    20: ("Shrubland", "#ffbb22"),
+    30: ("Grassland", "#ffff4c"),
+    40: ("Cropland", "#f096ff"),
+    50: ("Built-up", "#fa0000"),
+    60: ("Bare / sparse vegetation", "#b4b4b4"),
+    70: ("Snow and ice", "#f0f0f0"),
+    80: ("Permanent water bodies", "#0064c8"),
+    90: ("Herbaceous wetland", "#0096a0"),
+    95: ("Mangroves", "#00cf75"),
+    100: ("Moss and lichen", "#fae6a0"),
+}
 
 #: The WorldCover v200 image in Earth Engine's catalog.
 WORLDCOVER_IMAGE = "ESA/WorldCover/v200/2021"
@@ -61,28 +79,21 @@ def block_mode(codes: np.ndarray, factor: int) -> np.ndarray:
 
 
 def download_worldcover(grid: Grid, *, cache_dir: str | Path | None = None,
-                        compute: Any = None, connection: Any = None, workers: int = 8,
+                        connection: EarthEngineConnection | None = None, workers: int = 8,
                         retries: int | None = None, progress: bool = False) -> np.ndarray:
     """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data) from Earth Engine.
 
-    ``compute`` (or ``connection.compute_pixels``, e.g. the offline stand-in of
-    :mod:`lcgee.gee.emulator`) answers the pixel requests; default: the live
-    ``ee.data.computePixels`` of an initialised session.
+    ``connection`` (e.g. the offline stand-in :class:`lcgee.gee.emulator.OfflineEarthEngine`)
+    answers the pixel requests; default: the live service of an initialised session.
     """
-    import ee
-
-    from lcgee.gee.download import download_image
-    from lcgee.gee.retry import RetryPolicy
-
+    ee = _ee()
     fine, factor = fine_grid(grid)
-    if compute is None and connection is not None:
-        compute = connection.compute_pixels
     image = ee.Image(WORLDCOVER_IMAGE).select([WORLDCOVER_BAND]).unmask(0).toUint8()
     policy = RetryPolicy(attempts=int(retries)) if retries else None
 
     def fetch(folder: str | Path) -> np.ndarray:
         return download_image(image, fine, cache_dir=folder, n_bands=1, dtype="uint8",
-                              band_ids=[WORLDCOVER_BAND], compute=compute, workers=workers,
+                              band_ids=[WORLDCOVER_BAND], connection=connection, workers=workers,
                               policy=policy, progress=progress,
                               description="ESA WorldCover from Earth Engine")[0]
 
