@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from ee_fakes import info  # tests/ee_fakes.py
 
 from lcgee import clouds, ee_stage, load, masks
 from lcgee.errors import EarthEngineError
@@ -15,33 +16,6 @@ from lcgee.gee import cloudmask, emulator, offline, session
 from lcgee.gee.connection import EarthEngineOptions
 from lcgee.gee.retry import RetryPolicy
 from lcgee.scenes import gee_index
-
-
-class _Service:
-    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
-
-    def __init__(self, compute_pixels=None, get_info=None):
-        self._compute, self._info = compute_pixels, get_info
-
-    def compute_pixels(self, request):
-        return self._compute(request)
-
-    def get_info(self, query):
-        return self._info(query)
-
-    def start_task(self, task):
-        raise AssertionError("no task expected")
-
-    def task_status(self, task):
-        raise AssertionError("no task expected")
-
-
-def pixels(fn):
-    return _Service(compute_pixels=fn)
-
-
-def info(fn):
-    return _Service(get_info=fn)
 
 NO_WAIT = RetryPolicy(sleep=lambda s: None, seed=0)
 TUTORIAL_PARAMS = clouds.CloudMaskParams.from_mapping(clouds.TUTORIAL)

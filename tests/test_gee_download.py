@@ -27,6 +27,7 @@ import rasterio
 pytest.importorskip("ee")
 
 import ee
+from ee_fakes import pixels  # tests/ee_fakes.py
 
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError, ParamsError
@@ -42,33 +43,6 @@ from lcgee.gee.download import (
 )
 from lcgee.gee.retry import RetryPolicy
 from lcgee.grid import Grid
-
-
-class _Service:
-    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
-
-    def __init__(self, compute_pixels=None, get_info=None):
-        self._compute, self._info = compute_pixels, get_info
-
-    def compute_pixels(self, request):
-        return self._compute(request)
-
-    def get_info(self, query):
-        return self._info(query)
-
-    def start_task(self, task):
-        raise AssertionError("no task expected")
-
-    def task_status(self, task):
-        raise AssertionError("no task expected")
-
-
-def pixels(fn):
-    return _Service(compute_pixels=fn)
-
-
-def info(fn):
-    return _Service(get_info=fn)
 
 # What the service answers, as ee.data raises it (an EEException carrying the message only).
 QUOTA_429 = "Too many concurrent aggregations."

@@ -12,36 +12,11 @@ import pytest
 
 pytest.importorskip("ee")
 
+from ee_fakes import pixels  # tests/ee_fakes.py
+
 from lcgee.errors import EarthEngineError
 from lcgee.gee import classify, download, live, session
 from lcgee.grid import Grid
-
-
-class _Service:
-    """An :class:`lcgee.gee.connection.EarthEngineConnection` answering with given functions."""
-
-    def __init__(self, compute_pixels=None, get_info=None):
-        self._compute, self._info = compute_pixels, get_info
-
-    def compute_pixels(self, request):
-        return self._compute(request)
-
-    def get_info(self, query):
-        return self._info(query)
-
-    def start_task(self, task):
-        raise AssertionError("no task expected")
-
-    def task_status(self, task):
-        raise AssertionError("no task expected")
-
-
-def pixels(fn):
-    return _Service(compute_pixels=fn)
-
-
-def info(fn):
-    return _Service(get_info=fn)
 
 GRID = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0), (100, 200))
 
