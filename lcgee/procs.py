@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +190,25 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt()
 
 
-def handle_signals() -> None:
-    """SIGINT and SIGTERM unwind the main thread quietly (cleanup runs, no library logs)."""
+def handle_signals() -> Callable[[], None]:
+    """SIGINT and SIGTERM unwind the main thread quietly (cleanup runs, no library logs).
+
+    Returns the function that puts the previous handlers back (a caller of ``lcgee.cli.main``
+    in the same process, e.g. a test runner, keeps its own handling afterwards).
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     signal.signal(signal.SIGTERM, _on_signal)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    if previous[signal.SIGINT] is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+    return restore
 
 
 # ---- Jupyter kernels ------------------------------------------------------------------------

@@ -195,3 +195,20 @@ def test_ctrl_c_prints_one_line_and_nothing_from_the_kernel(tmp_path):
     assert err == "lcgee: interrupted; finished stages are kept, rerun to resume\n", err
     _assert_all_gone(children)
     assert not [p for p in (project / "tmp").rglob("*") if p.name != f"lcgee-{os.getuid()}"]
+
+
+def test_cli_main_puts_the_callers_signal_handlers_back(tmp_path):
+    """lcgee handles SIGINT/SIGTERM while it runs, then hands them back to an in-process caller."""
+    import signal
+
+    from lcgee import cli
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert cli.main(["params", "check", str(tmp_path / "missing.yaml")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
