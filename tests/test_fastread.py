@@ -159,3 +159,19 @@ def test_masks_from_files_reuse_the_written_masks(small_search, small_world, tmp
     for (_, _, a), (_, _, b) in zip(got, again):
         assert b.dims == ("y", "x") and b.dtype == np.uint8
         np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_a_file_off_the_grid_lattice_is_refused_by_name():
+    """The STAC item chose the direct path, but the file itself lies 5 m off the grid."""
+    from types import SimpleNamespace
+
+    from affine import Affine
+
+    from lcgee.errors import DataError
+
+    corner = (600000.0, 3800000.0, 10.0)
+    on = SimpleNamespace(transform=Affine(10, 0, 599990.0, 0, -10, 3800020.0), height=100, width=100)
+    assert fastread._file_layout(on, corner, (64, 64), "S2X", "B04", "http://h/B04.tif?sig=x") == (1, 2, 1)
+    off = SimpleNamespace(transform=Affine(10, 0, 599995.0, 0, -10, 3800020.0), height=100, width=100)
+    with pytest.raises(DataError, match=r"B04 of scene S2X \(http://h/B04.tif\) does not lie"):
+        fastread._file_layout(off, corner, (64, 64), "S2X", "B04", "http://h/B04.tif?sig=x")
