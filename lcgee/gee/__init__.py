@@ -22,7 +22,7 @@ Service code (talks to Earth Engine, or to a stand-in answering the same request
   :mod:`lcgee.gee.live` (classification, assets, export tasks) and
   :mod:`lcgee.gee.emulator` (the offline stand-in for ``computePixels`` / ``getInfo``).
 
-Import rule (checked by tests/test_layering.py): modules here import each other and, of the
+Import rule (checked by tests/unit/test_layering.py): modules here import each other and, of the
 rest of lcgee, only ``lcgee.errors``, ``lcgee.files``, ``lcgee.grid``, ``lcgee.indices`` (the
 index definitions), ``lcgee.clouds`` (mask codes and parameter checks), ``lcgee.scenes`` (an
 item's Earth Engine ``system:index``) and ``lcgee.water`` (the water network's weights); each

@@ -6,7 +6,7 @@ numbers: each scene masked where its cloud mask is not CLEAR, converted to float
 indices (:class:`lcgee.gee.classify.EEOps`), the trees, the labels. The graph is built with the
 real earthengine-api (offline session) and evaluated by :mod:`lcgee.gee.offline` on the run's
 scenes (read through its STAC API) and masks (``masks/``, the run's own: the mask graph is
-checked separately, tests/test_gee_clouds.py) by :func:`lcgee.ee_stage.chain_flips`. Every
+checked separately, tests/ee_offline/test_gee_clouds.py) by :func:`lcgee.ee_stage.chain_flips`. Every
 label that differs from ``landcover.tif`` is a flip caused by the chain (precision, division by
 zero, reduction order).
 """

@@ -22,7 +22,7 @@ from lcgee.grid import Grid
 from lcgee.params import CloudParams, load_params
 
 GRID = Grid("EPSG:32634", (10.0, 0.0, 300000.0, 0.0, -10.0, 6300000.0), (4, 4))
-DEMO_PARAMS = Path(__file__).resolve().parents[1] / "params" / "demo.yaml"
+DEMO_PARAMS = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
 TYPES = [clouds.CloudMaskParams, EarthEngineOptions, ee_stage.EarthEngineAccess,
          ee_stage.DryRunResult]
 

@@ -14,7 +14,7 @@ import pytest
 
 from lcgee import procs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SLEEPER = '''# %% tags=["parameters"]
 params_file = "p.yaml"

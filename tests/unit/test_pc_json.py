@@ -25,7 +25,7 @@ from lcgee.scenes import (
     scene_table,
 )
 
-DATA = Path(__file__).parent / "data" / "pc"
+DATA = Path(__file__).resolve().parents[1] / "data" / "pc"
 
 
 def _items() -> list[dict]:

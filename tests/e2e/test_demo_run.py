@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "pc-subscription-key-for-the-demo-test-0123"
 
 

@@ -13,7 +13,7 @@ from lcgee import run as runner
 from lcgee.errors import StageError
 from lcgee.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A non-demo params file, so no demo world or server is needed for runner mechanics.
 PARAMS = """

@@ -11,7 +11,7 @@ import pytest
 from lcgee import cli
 from lcgee.demo.world import default_cache_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _COMMAND = re.compile(r"`(lcgee [^`]+)`")
 _NEEDS_ARG = {("run",): ["p.yaml"], ("params", "check"): ["p.yaml"], ("ee", "verify"): ["out"],
               ("ee", "classify"): ["out"],

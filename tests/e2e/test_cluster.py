@@ -24,7 +24,7 @@ from lcgee.params import load_params
 from lcgee.scenes import scene_table
 from lcgee.stage import Stage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASK = Path(sys.executable).with_name("dask")
 
 

@@ -15,7 +15,7 @@ from lcgee import cli
 from lcgee.errors import ParamsError
 from lcgee.params import Params, load_params
 
-DEMO = Path(__file__).resolve().parents[1] / "params" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
 # The demo AOI in lon/lat, slightly enlarged: a GeoJSON AOI that holds the demo regions.
 AOI_LONLAT = [[130.29, 33.52], [130.47, 33.52], [130.47, 33.67], [130.29, 33.67], [130.29, 33.52]]
 

@@ -33,7 +33,7 @@ train: {num_iterations: 30, num_leaves: 7, min_data_in_leaf: 5, early_stopping_r
 
 def synthetic(seed, shape):
     """The toy features of the training tests (three classes by column, NaN holes)."""
-    from test_training import synthetic as toy
+    from toys import synthetic as toy  # tests/toys.py
 
     return toy(seed, shape)
 

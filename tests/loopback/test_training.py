@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from toys import synthetic  # tests/toys.py
 
 from lcgee import labels, samples, search, train
 from lcgee.errors import DataError
@@ -15,23 +16,6 @@ from lcgee.params import TrainParams
 
 GRID = Grid("EPSG:32652", (10.0, 0.0, 620000.0, 0.0, -10.0, 3725360.0), (120, 160))
 NAMES = ["B02", "B04", "B08", "NDVI"]
-
-
-def synthetic(seed=0, shape=(120, 160)):
-    """Features that separate three classes, with NaN holes and unlabelled pixels."""
-    rng = np.random.default_rng(seed)
-    lab = np.where(np.arange(shape[1])[None, :] < 50, 10, np.where(np.arange(shape[1]) < 110, 40, 80))
-    lab = np.broadcast_to(lab, shape).copy()
-    base = {10: [0.03, 0.03, 0.35], 40: [0.06, 0.08, 0.28], 80: [0.05, 0.04, 0.02]}
-    X = np.zeros((4, *shape), np.float32)
-    for code, mean in base.items():
-        sel = lab == code
-        for b, m in enumerate(mean):
-            X[b][sel] = m + rng.normal(0, 0.01, sel.sum())
-    X[3] = (X[2] - X[1]) / (X[2] + X[1])
-    X[:, 5:10, 5:10] = np.nan
-    lab[0:3] = 0
-    return X, lab
 
 
 def test_sample_region_respects_validity_caps_and_blocks():

@@ -293,7 +293,7 @@ def test_classify_live_inline_matches_the_dry_run_graph(offline_session, spec):
 def test_classify_live_monthly_stack_is_used_as_is(offline_session, spec):
     from lcgee.params import load_params
 
-    demo = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml")
+    demo = load_params(Path(__file__).resolve().parents[2] / "params" / "demo.yaml")
     assert live.composite_bands(demo, spec) == list(demo.features.bands)
     monthly = demo.model_copy(update={"composite": demo.composite.model_copy(
         update={"method": "monthly"})})

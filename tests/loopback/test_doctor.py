@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from lcgee.cli import main
 from lcgee.doctor import format_checks, run_checks
 from lcgee.params import load_params, validate
 
-REAL = Path(__file__).parents[1] / "params" / "fukuoka-kumamoto.yaml"
+REAL = Path(__file__).parents[2] / "params" / "fukuoka-kumamoto.yaml"
 
 
 def test_real_area_example_passes_params_check(capsys):
@@ -65,11 +63,3 @@ def test_doctor_reports_an_unreachable_api_quickly(small_world, capsys, tmp_path
     assert main(["doctor", str(params), "--stac-url", url, "--no-ee-login"]) == 3
     out = capsys.readouterr().out
     assert "FAIL STAC API" in out and "fix:" in out
-
-
-@pytest.mark.live
-def test_doctor_on_planetary_computer():
-    checks = {c.name: c for c in run_checks(load_params(REAL), earth_engine_live=False)}
-    assert checks["STAC API"].status == "ok"
-    assert checks["signed COG header"].status == "ok"
-    assert checks["cloud source"].status in ("ok", "warn")

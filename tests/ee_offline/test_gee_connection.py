@@ -14,7 +14,7 @@ from lcgee.gee.connection import EarthEngineConnection, LiveEarthEngine, live_or
 from lcgee.gee.emulator import OfflineEarthEngine
 from lcgee.grid import Grid
 
-GEE = Path(__file__).resolve().parents[1] / "lcgee" / "gee"
+GEE = Path(__file__).resolve().parents[2] / "lcgee" / "gee"
 GRID = Grid("EPSG:32634", (10.0, 0.0, 300000.0, 0.0, -10.0, 6300000.0), (4, 4))
 
 

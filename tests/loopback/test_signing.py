@@ -18,7 +18,7 @@ from lcgee.load import load_stack, reflectance
 from lcgee.raster import write_cog
 from lcgee.signing import needs_signing, sign_href
 
-DATA = Path(__file__).parent / "data" / "pc"
+DATA = Path(__file__).resolve().parents[1] / "data" / "pc"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lcgee.gee
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lcgee"
+PACKAGE = Path(__file__).resolve().parents[2] / "lcgee"
 
 #: Modules outside lcgee/gee/ that lcgee.gee may import: pure types and functions with no
 #: knowledge of runs (each imports only lcgee.errors / lcgee.files).

@@ -11,7 +11,7 @@ import pytest
 from lcgee.errors import ParamsError
 from lcgee.params import S2_BANDS, Params, apply_overrides, field_reference, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "params" / "demo.yaml"
 
 
