@@ -12,7 +12,9 @@ and ``lcgee ee verify``:
 * :func:`chain_flips` and :func:`dry_run`: the checks before spending Earth Engine quota
   (:class:`DryRunResult`);
 * :func:`classify_in_earth_engine`: the live step of notebook 07 and ``lcgee ee classify``
-  (:class:`LiveClassification`).
+  (:class:`LiveClassification`);
+* :func:`interactive_map`: a geemap viewer of a live result, when geemap is installed
+  (:class:`MapView`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lcgee import search
-from lcgee.errors import DataError, EarthEngineError
+from lcgee.errors import DataError, EarthEngineError, MissingDependencyError
 from lcgee.features import read_features
 from lcgee.gee import classify, cloudmask, live, offline, session, verify
 from lcgee.gee import composite as gee_composite
@@ -49,7 +51,7 @@ from lcgee.train import load_bundle
 __all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEngineAccess",
            "composite_for_params",
            "chain_flips", "DryRunResult", "dry_run", "LiveClassification",
-           "classify_in_earth_engine"]
+           "classify_in_earth_engine", "MapView", "interactive_map"]
 
 
 # ----------------------------------------------------------------------------- stand-in
@@ -253,9 +255,9 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
     layout = RunLayout(run_dir)
     params = load_params(layout.params)
     grid = build_grid(params, layout.root)
-    model_dir = layout.model
-    bundle = load_bundle(model_dir)
-    spec, graph, route = verify.export_model(bundle, model_dir,
+    bundle = load_bundle(layout.model)
+    spec, graph, route = verify.export_model(bundle, classifier_path=layout.ee_classifier,
+                                             graph_path=layout.ee_graph,
                                              output_mode=params.ee.output_mode)
     name = region or next(iter(params.regions_with("predict")), None)
     rg = region_grid(params, grid, name, layout.root) if name else grid
@@ -361,3 +363,32 @@ def classify_in_earth_engine(params: Params, grid: Grid, dry: DryRunResult, *,
         lines.append("export tasks built, not started: set ee.start_export: true to start them")
     return LiveClassification("\n".join(lines), classified=classified, pixels=pixels,
                               agreement=agreement, export_table=table)
+
+
+@dataclass(frozen=True)
+class MapView:
+    """What :func:`interactive_map` could show."""
+
+    widget: Any
+    """The geemap ``Map`` (displays itself in a notebook); None when there is nothing to show
+    or geemap is not installed."""
+
+    message: str
+    """What is shown, or why nothing is (and how to get it)."""
+
+
+def interactive_map(image: Any, grid: Grid) -> MapView:
+    """A geemap map of a live land-cover ``image`` over ``grid``, with ESA WorldCover as a
+    reference layer (:func:`lcgee.gee.live.ee_map`).
+
+    ``image`` is None when the live step did not run. geemap is optional (a viewer only): when
+    it is missing the message says how to install it instead of raising.
+    """
+    if image is None:
+        return MapView(None, "No interactive map: the live Earth Engine step did not run.")
+    try:
+        widget = live.ee_map(image, grid)
+    except MissingDependencyError as exc:
+        return MapView(None, f"No interactive map: {exc}")
+    return MapView(widget, "Interactive map: the classification over the AOI; ESA WorldCover "
+                           "v200 in the layer control.")

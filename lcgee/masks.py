@@ -15,7 +15,8 @@ per scene under ``masks/`` (atomically, so an interrupted stage resumes where it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import xarray as xr
 
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
-from lcgee.files import write_text
+from lcgee.files import write_json, write_text
 from lcgee.gee import cloudmask, session
 from lcgee.gee.connection import EarthEngineConnection, EarthEngineOptions
 from lcgee.gee.retry import RetryPolicy
@@ -38,7 +39,8 @@ from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files"]
+           "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
+           "SourceComparison", "compare_sources", "MaskQuality", "quality_against_truth"]
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +272,76 @@ def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, clien
         out[source] = dict(zip([i for i, _, _ in got], _compute([m for _, _, m in got]),
                                strict=True))
     return out
+
+
+@dataclass(frozen=True)
+class SourceComparison:
+    """The masks of a few scenes by each source (:func:`compare_sources`)."""
+
+    masks: Mapping[str, Mapping[str, np.ndarray]]
+    """``{source: {item id: mask}}`` (:func:`masks_by_source`)."""
+
+    @property
+    def gee_equal_local(self) -> tuple[int, int] | None:
+        """``(scenes whose Earth Engine mask equals the local one, scenes compared)``; None
+        without Earth Engine masks."""
+        if "gee" not in self.masks or "local" not in self.masks:
+            return None
+        gee, local = self.masks["gee"], self.masks["local"]
+        same = [np.array_equal(gee[i], local[i]) for i in gee if i in local]
+        return sum(same), len(same)
+
+    @property
+    def summary(self) -> str:
+        """One sentence: how many Earth Engine masks equal the local ones."""
+        counts = self.gee_equal_local
+        if counts is None:
+            return "no Earth Engine masks to compare with the local ones"
+        return f"Earth Engine masks equal to the local ones: {counts[0]} of {counts[1]} scenes"
+
+
+def compare_sources(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+                    chunk: int = 1024, earth_engine: EarthEngineOptions | None = None,
+                    have: Sequence[tuple[str, str, xr.DataArray]] = ()) -> SourceComparison:
+    """:func:`masks_by_source` of ``items``, as a :class:`SourceComparison`."""
+    return SourceComparison(masks_by_source(items, grid, cfg, client=client, chunk=chunk,
+                                            earth_engine=earth_engine, have=have))
+
+
+@dataclass(frozen=True)
+class MaskQuality:
+    """Mask quality of each source against the demo world's truth (:func:`quality_against_truth`)."""
+
+    table: pd.DataFrame
+    """:func:`quality_table` (empty without a truth)."""
+
+    message: str
+    """What was measured and where it was written, or why nothing was."""
+
+    @property
+    def balanced_accuracy(self) -> pd.DataFrame:
+        """Balanced accuracy by kind (rows) and source (columns); empty without a truth."""
+        if self.table.empty:
+            return pd.DataFrame()
+        return self.table.pivot(index="kind", columns="source", values="balanced_accuracy")
+
+
+def quality_against_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
+                          client: Any, out: Path, chunk: int = 1024,
+                          have: Sequence[tuple[str, str, xr.DataArray]] = (),
+                          earth_engine: EarthEngineOptions | None = None) -> MaskQuality:
+    """:func:`compare_with_truth` on the demo world, written to ``out`` (JSON records).
+
+    ``world`` is None on real data: nothing is measured or written and the message says so.
+    """
+    if world is None:
+        return MaskQuality(pd.DataFrame(),
+                           "no truth on real data: compare the overlays above by eye")
+    table = compare_with_truth(world, items, grid, cfg, client=client, chunk=chunk, have=have,
+                               earth_engine=earth_engine)
+    write_json(out, table.to_dict(orient="records"))
+    return MaskQuality(table, f"sources {sorted(set(table['source']))} against the demo world's "
+                              f"truth over {len(items)} scenes (written to {out.name})")
 
 
 def _compute(masks: Sequence[xr.DataArray]) -> list[np.ndarray]:

@@ -16,7 +16,8 @@ from lcgee.labels import WORLDCOVER
 
 __all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
            "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
-           "composite_figure", "monthly_panel", "difference_figure"]
+           "composite_figure", "monthly_panel", "difference_figure", "map_pair",
+           "masks_by_source_figure", "label_panels", "training_curves"]
 
 _ROLE_COLOURS = {"train": "#ffffff", "predict": "#00ffff"}
 
@@ -236,4 +237,68 @@ def difference_figure(pred: np.ndarray, ref: np.ndarray, grid: Grid | None = Non
     if note:
         fig.suptitle(f"Numbers from the {note}", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def map_pair(left: np.ndarray, right: np.ndarray | None, grid: Grid | None = None, *,
+             titles: tuple[str, str] = ("", "")) -> Any:
+    """Two class maps side by side (legend on the right one); None when ``right`` is None
+    (nothing to compare, no figure)."""
+    if right is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    class_map(axes[0], left, grid, legend=False, title=titles[0])
+    class_map(axes[1], right, grid, title=titles[1])
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def masks_by_source_figure(rgb: Mapping[str, np.ndarray], dates: Mapping[str, str],
+                           by_source: Mapping[str, Mapping[str, np.ndarray]],
+                           names: Mapping[str, str], *, size: float = 3.5,
+                           suptitle: str = "cloud masks by source") -> Any:
+    """One row per scene, one column per source: the scene's true colour under each source's
+    mask. ``rgb`` and ``dates`` are keyed by item id (in row order), ``by_source`` is
+    ``{source: {item id: mask}}`` (:func:`lcgee.masks.masks_by_source`)."""
+    panels = [(rgb[i], by_id[i], f"{dates[i]} · {names.get(source, source)}")
+              for i in rgb for source, by_id in by_source.items()]
+    return image_panel([p[0] for p in panels], [p[2] for p in panels],
+                       ncols=max(1, len(by_source)), size=size,
+                       overlays=[p[1] for p in panels], suptitle=suptitle)
+
+
+def label_panels(panels: Mapping[str, np.ndarray | None], region: str) -> Any:
+    """Binary label maps (1, 0, 255 = no label) side by side in blue; None panels are left
+    out (e.g. a truth layer that only the demo world has)."""
+    import matplotlib.pyplot as plt
+
+    shown = {title: img for title, img in panels.items() if img is not None}
+    fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 6), squeeze=False)
+    for ax, (title, img) in zip(axes[0], shown.items(), strict=True):
+        ax.imshow(np.where(img == 255, np.nan, img), cmap="Blues", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(f"{title} ({region})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def training_curves(histories: Mapping[str, Any], *, ylabel: str = "cross-entropy") -> Any:
+    """Training and validation loss per epoch of each named run (``history`` records with
+    ``epoch``, ``train_loss``, ``val_loss``)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind, history in histories.items():
+        epoch = [h["epoch"] for h in history]
+        ax.plot(epoch, [h["train_loss"] for h in history], label=f"{kind}: train")
+        ax.plot(epoch, [h["val_loss"] for h in history], "--", label=f"{kind}: validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title("training curve")
+    ax.legend()
     return fig

@@ -1,37 +1,46 @@
 """The water stage (notebook 09): labels on the run grid, both networks, maps, measures, dry run.
 
 Thin glue over :mod:`lcgee.water` (labels, correction, network) and :mod:`lcgee.gee.water`
-(the Earth Engine graph), so notebook 09 and ``lcgee ee verify`` share it.
+(the Earth Engine graph), so notebook 09 and ``lcgee ee verify`` share it. Each step of the
+notebook is one call here returning a result object: :func:`correct_in_regions`
+(:class:`LabelCorrection`), :func:`held_out_scores` (:class:`WaterScores`),
+:func:`water_in_earth_engine` (:class:`LiveWater`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lcgee import water
 from lcgee.clouds import CLEAR
-from lcgee.errors import DataError, ParamsError
+from lcgee.ee_stage import composite_for_params
+from lcgee.errors import DataError, EarthEngineError, ParamsError
 from lcgee.features import read_features
 from lcgee.files import write_json
-from lcgee.gee import offline, session
+from lcgee.gee import classify, live, offline, session
 from lcgee.gee import water as gw
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout, Window, region_windows
 from lcgee.load import load_stack
 from lcgee.masks import read_masks
-from lcgee.params import load_params
+from lcgee.params import Params, WaterParams, load_params
 from lcgee.predict import stac_item
 from lcgee.raster import CogSpec, read_cog, write_cogs
 from lcgee.stage import Stage, build_grid
 
 __all__ = ["Window", "windows", "water_features", "scl_fraction", "train_on", "predict_window",
            "write_water_maps",
-           "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics"]
+           "lightgbm_water", "compare_methods", "verify_graph", "dry_run", "update_metrics",
+           "LabelCorrection", "correct_in_regions", "truth_water", "WaterScores",
+           "held_out_scores", "LiveWater", "water_in_earth_engine"]
+
 
 def windows(stage: Stage, role: str) -> list[Window]:
     """The run-grid windows of the regions with ``role`` (``train`` / ``predict``)."""
@@ -211,3 +220,159 @@ def update_metrics(path: Path, section: str, values: Mapping[str, Any]) -> Path:
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[section] = values
     return write_json(path, data)
+
+
+# ----------------------------------------------------------------------------- notebook steps
+
+
+@dataclass(frozen=True)
+class LabelCorrection:
+    """The noisy labels corrected inside the training regions (:func:`correct_in_regions`)."""
+
+    labels: np.ndarray
+    """The labels on the run grid: corrected inside the training windows, noisy elsewhere."""
+
+    history: Mapping[str, list[dict]]
+    """Per training region, the relabelling of each iteration (:func:`water.correct_labels`)."""
+
+    noise: pd.DataFrame
+    """Label noise of the noisy and corrected labels per region against the demo truth
+    (:func:`water.label_noise`; empty without a truth)."""
+
+    @property
+    def noise_summary(self) -> pd.DataFrame | str:
+        """The noise table rounded for display, or why there is none."""
+        return self.noise.round(4) if len(self.noise) else "no truth outside the demo world"
+
+
+def correct_in_regions(features: np.ndarray, noisy: np.ndarray, train: Sequence[Window],
+                       cfg: WaterParams, truth: np.ndarray | None = None) -> LabelCorrection:
+    """Correct ``noisy`` labels in each training window only (the held-out region never sees
+    its labels); with the demo ``truth`` (land-cover codes), measure the noise before and after."""
+    corrected = noisy.copy()
+    rows, history = [], {}
+    for w in map(Window._make, train):
+        fixed, history[w.name] = water.correct_labels(
+            w.cut(features), w.cut(noisy), iterations=cfg.correction_iterations,
+            confidence=cfg.correction_confidence, seed=cfg.seed)
+        w.cut(corrected)[...] = fixed
+        if truth is not None:
+            tw = w.cut(truth) == water.WATER_CODE
+            for kind, lab in (("noisy", w.cut(noisy)), ("corrected", fixed)):
+                rows.append({"region": w.name, "labels": kind, **water.label_noise(lab, tw)})
+    return LabelCorrection(corrected, history, pd.DataFrame(rows))
+
+
+def truth_water(truth: np.ndarray | None, win: Window) -> np.ndarray | None:
+    """The demo truth's water over ``win`` as uint8 1/0; None without a truth."""
+    if truth is None:
+        return None
+    return (Window(*win).cut(truth) == water.WATER_CODE).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class WaterScores:
+    """Water maps of the held-out region and their scores (:func:`held_out_scores`)."""
+
+    metrics: dict[str, Any]
+    """The ``water`` section of ``metrics.json``: region, label source, the Earth Engine dry
+    run; with a truth also ``f1`` per method, ``label_noise`` and ``corrected_beats``."""
+
+    maps: Mapping[str, np.ndarray]
+    """Boolean water maps of the held-out window by method (``a_ndwi_otsu``, ``b_cnn_noisy``,
+    ``c_cnn_corrected``, ``d_lightgbm``)."""
+
+    message: str
+    """One sentence: how the corrected CNN compares, or why nothing was scored."""
+
+    @property
+    def f1_table(self) -> pd.DataFrame:
+        """F1 / precision / recall per method (rows); empty without a truth."""
+        return pd.DataFrame(self.metrics.get("f1", {})).T
+
+
+def held_out_scores(models: Mapping[str, water.WaterModel], features: np.ndarray,
+                    feature_stack: Any, corrected_prob: np.ndarray, landcover: np.ndarray,
+                    win: Window, *, cfg: WaterParams, check: Mapping[str, Any],
+                    truth: np.ndarray | None = None, subclass: np.ndarray | None = None,
+                    noise: pd.DataFrame | None = None) -> WaterScores:
+    """Water F1 in the held-out window of (a) NDWI (green / NIR) thresholded by Otsu, (b) the
+    CNN on noisy labels, (c) the CNN on corrected labels, (d) the LightGBM map's water class.
+
+    ``features`` is the network's input ``(band, y, x)``, ``feature_stack`` the run's feature
+    DataArray (``B03``, ``B08`` give NDWI), ``corrected_prob`` the corrected CNN's probability
+    and ``landcover`` the LightGBM map on the run grid; ``check`` the dry run
+    (:func:`verify_graph`). Scores need the demo ``truth`` (and ``subclass`` for rice paddies).
+    """
+    win = Window(*win)
+    noisy_prob = predict_window(models["noisy"], features, win, chunk=cfg.chunk)
+    g, n = (np.asarray(win.cut(feature_stack.sel(band=b).values), dtype=np.float64)
+            for b in ("B03", "B08"))
+    ndwi = (g - n) / (g + n)
+    prob = win.cut(corrected_prob)
+    valid = np.isfinite(ndwi) & np.isfinite(noisy_prob) & np.isfinite(prob)
+    maps = {"a_ndwi_otsu": ndwi > water.otsu_threshold(ndwi[valid]),
+            "b_cnn_noisy": noisy_prob > 0.5,
+            "c_cnn_corrected": prob > 0.5,
+            "d_lightgbm": lightgbm_water(win.cut(landcover))}
+    metrics: dict[str, Any] = {
+        "region": win.name, "label_source": cfg.label_source,
+        "ee_dry_run": {k: v for k, v in check.items() if k not in ("ee_probability", "functions")}}
+    if truth is None:
+        return WaterScores(metrics, maps, "no truth outside the demo world: water F1 not measured")
+    metrics["f1"] = compare_methods(maps, win.cut(truth),
+                                    None if subclass is None else win.cut(subclass), valid)
+    metrics["label_noise"] = ([] if noise is None else noise.to_dict(orient="records"))
+    best = metrics["f1"]["c_cnn_corrected"]["f1"]
+    metrics["corrected_beats"] = {k: best > v["f1"] for k, v in metrics["f1"].items()
+                                  if k != "c_cnn_corrected"}
+    paddy = metrics["f1"]["c_cnn_corrected"].get("paddy_as_water")
+    message = f"corrected CNN F1 {best:.4f} beats: {metrics['corrected_beats']}"
+    if paddy is not None:
+        message += f"; rice paddies mapped as water: {paddy:.2%}"
+    return WaterScores(metrics, maps, message)
+
+
+@dataclass(frozen=True)
+class LiveWater:
+    """What :func:`water_in_earth_engine` did with the live service."""
+
+    message: str
+    """What happened (skipped and why, export tasks started or not)."""
+
+    landcover: Any = None
+    """The water class as WorldCover's water code (80, elsewhere masked) named ``landcover``,
+    for the land-cover viewer (:func:`lcgee.ee_stage.interactive_map`); None when skipped."""
+
+    export_table: pd.DataFrame | None = field(default=None)
+    """The started export tasks (``ee.start_export: true``), else None."""
+
+
+def water_in_earth_engine(params: Params, grid: Grid, model: water.WaterModel) -> LiveWater:
+    """Run the water image (:func:`lcgee.gee.water.water_image`) on the run's server-side
+    composite and build (with ``ee.start_export``: start) its export tasks.
+
+    Without ``ee.project`` or usable credentials nothing is sent and the message says so (the
+    offline dry run is then this stage's Earth Engine result).
+    """
+    if not params.ee.project:
+        return LiveWater("no ee.project: offline run (the dry run above is this stage's Earth "
+                         "Engine result)")
+    try:
+        session.init_live(params.ee.project)
+    except EarthEngineError as exc:
+        return LiveWater(f"Live Earth Engine step skipped. {exc}")
+    image = gw.water_image(model, composite_for_params(params, grid))
+    classes = image.select(gw.CLASS_BAND)
+    tasks = classify.export_task(classes, grid, to=params.ee.export_to,
+                                 path=live.export_path_for(params.ee, params.name) + "_water",
+                                 max_pixels=int(params.ee.max_pixels),
+                                 split=params.ee.export_split,
+                                 description=f"lcgee_{params.name}_water")
+    table, message = None, "export tasks built, not started: set ee.start_export: true to start them"
+    if params.ee.start_export:
+        table = live.start_tasks(tasks, policy=live.policy_for(params.ee))
+        message = f"{len(table)} water export task(s) started"
+    # water drawn as WorldCover's water class on the land-cover viewer
+    as_landcover = classes.selfMask().multiply(water.WATER_CODE).rename("landcover")
+    return LiveWater(message, landcover=as_landcover, export_table=table)

@@ -33,7 +33,7 @@ stage = lcgee.open_stage(params_file, run_dir, stac_url)
 dask_client = stage.dask_client()  # local cluster per params, or the scheduler at dask.address
 p = stage.params
 client = search.open_client(stage.stac_url, sign=p.stac.sign)
-table = pd.read_parquet(stage.path("scenes.parquet"))
+table = pd.read_parquet(stage.layout.scenes)
 items = search.fetch_items(client, p.stac.collection, table["id"])
 # Decided before any pixel is read: auto = Earth Engine if configured, else the local
 # algorithm where the STAC API holds a probability layer, else SCL.
@@ -51,18 +51,18 @@ print(f"{len(items)} scenes; cloud source {choice.source!r} ({choice.reason}); f
 
 # %%
 ee_access = ee_stage.earth_engine_options(
-    p, cache_dir=stage.folder(".cache/ee-tiles"), client=client, items=items, grid=stage.grid,
+    p, cache_dir=stage.layout.ee_tiles, client=client, items=items, grid=stage.grid,
     world=stage.world)
 print(ee_access.label)
 scene_masks = masks.scene_masks(items, stage.grid, cfg, client=client,
                                 chunk=p.load.chunk, engine=p.load.engine,
                                 earth_engine=ee_access.options)
-paths = masks.write_masks(scene_masks, stage.grid, stage.folder("masks"),
+paths = masks.write_masks(scene_masks, stage.grid, stage.layout.masks,
                           key=masks.mask_key(cfg, stage.grid))
-scene_masks = masks.from_files(scene_masks, stage.folder("masks"), chunk=p.load.chunk)
+scene_masks = masks.from_files(scene_masks, stage.layout.masks, chunk=p.load.chunk)
 fell_back = cloudsource.warn_if_mostly_fallback(scene_masks, cfg.source)
 sources = cloudsource.source_table(table, scene_masks)
-files.write_json(stage.path("mask_sources.json"),
+files.write_json(stage.layout.mask_sources,
                  sources[["id", "mask_source"]].to_dict(orient="records"))
 print(sources["mask_source"].value_counts().to_string())
 display(sources[["id", "datetime", "tile", "cloud_cover", "mask_source"]])
@@ -72,7 +72,7 @@ display(sources[["id", "datetime", "tile", "cloud_cover", "mask_source"]])
 # Clouds yellow, shadows magenta, nodata grey.
 
 # %%
-mask_arr = masks.read_masks(stage.folder("masks"), table["id"]).values
+mask_arr = masks.read_masks(stage.layout.masks, table["id"]).values
 show = np.linspace(0, len(items) - 1, min(8, len(items))).round().astype(int)
 ds = load.load_stack([items[i] for i in show], stage.grid, ["B04", "B03", "B02"], chunk=p.load.chunk)
 rgb = plots.true_colour(load.reflectance(ds, ["B04", "B03", "B02"]).compute(),
@@ -93,21 +93,13 @@ fig = plots.image_panel(list(rgb), titles, ncols=4, size=3.5, overlays=list(mask
 
 # %%
 pick = list(show[:: max(1, len(show) // 3)][:3])
-compare = masks.masks_by_source([items[i] for i in pick], stage.grid, cfg, client=client,
+compare = masks.compare_sources([items[i] for i in pick], stage.grid, cfg, client=client,
                                 chunk=p.load.chunk, earth_engine=ee_access.options, have=scene_masks)
 names = {"scl": "Sen2Cor SCL", "local": "s2cloudless (local)", "gee": "s2cloudless (Earth Engine)"}
-panels, overlays, labels = [], [], []
-for k, i in enumerate(pick):
-    for source, by_id in compare.items():
-        panels.append(rgb[list(show).index(i)])
-        overlays.append(by_id[items[i].id])
-        labels.append(f"{table.datetime[i]:%Y-%m-%d} · {names[source]}")
-fig = plots.image_panel(panels, labels, ncols=len(compare), size=3.5, overlays=overlays,
-                        suptitle="cloud masks by source")
-if "gee" in compare:
-    same = [np.array_equal(compare["gee"][items[i].id], compare["local"][items[i].id])
-            for i in pick]
-    print(f"Earth Engine masks equal to the local ones: {sum(same)} of {len(same)} scenes")
+fig = plots.masks_by_source_figure({items[i].id: rgb[list(show).index(i)] for i in pick},
+                                   {items[i].id: f"{table.datetime[i]:%Y-%m-%d}" for i in pick},
+                                   compare.masks, names)
+print(compare.summary)
 
 # %% [markdown]
 # ## Mask quality against the demo world's truth
@@ -115,12 +107,9 @@ if "gee" in compare:
 # shadow for each source, pooled over all scenes.
 
 # %%
-if stage.world is not None:
-    quality = masks.compare_with_truth(stage.world, items, stage.grid, cfg,
-                                       client=client, chunk=p.load.chunk, have=scene_masks,
-                                       earth_engine=ee_access.options)
-    files.write_json(stage.path("mask_quality.json"), quality.to_dict(orient="records"))
-    display(quality.pivot(index="kind", columns="source", values="balanced_accuracy"))
-    display(quality)
-else:
-    print("no truth on real data: compare the overlays above by eye")
+quality = masks.quality_against_truth(stage.world, items, stage.grid, cfg, client=client,
+                                      chunk=p.load.chunk, have=scene_masks,
+                                      earth_engine=ee_access.options, out=stage.layout.mask_quality)
+print(quality.message)
+display(quality.balanced_accuracy)
+quality.table

@@ -55,18 +55,10 @@ result.table
 # ## Server-side result (offline preview) next to the local map
 
 # %%
-import matplotlib.pyplot as plt
-
 from lcgee import plots
 
-fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-plots.class_map(axes[0], result.local_map, result.region, legend=False,
-                title="local map (lcgee predictor)")
-plots.class_map(axes[1], result.ee_map, result.region,
-                title="Earth Engine graph, evaluated offline")
-for ax in axes:
-    ax.set_xticks([])
-    ax.set_yticks([])
+fig = plots.map_pair(result.local_map, result.ee_map, result.region,
+                     titles=("local map (lcgee predictor)", "Earth Engine graph, evaluated offline"))
 
 # %% [markdown]
 # ## Live Earth Engine
@@ -92,12 +84,9 @@ for ax in axes:
 # assets (under a hash of the model, so a retrained model never reads old trees).
 
 # %%
-from lcgee.errors import MissingDependencyError
-from lcgee.gee import live
-
 # classify, compare over the held-out region, build (ee.start_export: start) the export tasks
 live_run = ee_stage.classify_in_earth_engine(p, stage.grid, result,
-                                             cache_dir=stage.folder(".cache", "ee-tiles"))
+                                             cache_dir=stage.layout.ee_tiles)
 print(live_run.message)
 
 # %% [markdown]
@@ -106,14 +95,9 @@ print(live_run.message)
 # scenes, cloud masks and composite against this run's local ones.
 
 # %%
-if live_run.pixels is not None:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    plots.class_map(axes[0], result.local_map, result.region, legend=False,
-                    title="local map (lcgee predictor)")
-    plots.class_map(axes[1], live_run.pixels, result.region, title="Earth Engine, live")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+# no figure when the live step was skipped or the region was too large for one request
+fig = plots.map_pair(result.local_map, live_run.pixels, result.region,
+                     titles=("local map (lcgee predictor)", "Earth Engine, live"))
 
 # %% [markdown]
 # ### Interactive map
@@ -121,13 +105,9 @@ if live_run.pixels is not None:
 # it on in the layer control). Needs geemap: `pip install 'lcgee[maps]'`.
 
 # %%
-ee_view = None
-if live_run.ran:
-    try:
-        ee_view = live.ee_map(live_run.classified, stage.grid)
-    except MissingDependencyError as exc:  # geemap is optional: the map is a viewer only
-        print(exc)
-ee_view
+view = ee_stage.interactive_map(live_run.classified, stage.grid)  # geemap is optional
+print(view.message)
+view.widget
 
 # %% [markdown]
 # ### Export tasks

@@ -1,9 +1,10 @@
 """The checks of the dry run before spending Earth Engine quota (run by
 :func:`lcgee.ee_stage.dry_run`): export, serialize, evaluate offline, compare.
 
-Writes into ``model/``: ``ee_classifier.json`` (the tree strings), ``ee_graph.json`` (the
-serialized request that classifies a composite) and ``holdout.parquet`` (held-out samples,
-features exactly as fed to the model, plus ``label``). Then checks that
+Writes where the stage layer says (:class:`lcgee.layout.RunLayout` puts them in ``model/``):
+the tree strings, the serialized request that classifies a composite and the held-out samples
+(features exactly as fed to the model, plus ``label``). Nothing here knows a run directory's
+names. Then checks that
 
 * an independent reader of the tree strings gives LightGBM's labels on every held-out sample;
 * the serialized graph, evaluated offline on the run's composite, gives the local map pixel for
@@ -33,15 +34,17 @@ __all__ = ["export_model", "write_holdout", "verify_holdout", "verify_graph", "v
 ]
 
 
-def export_model(bundle: Any, model_dir: Path, *, output_mode: str = "RAW_REGRESSION"
+def export_model(bundle: Any, *, classifier_path: Path, graph_path: Path,
+                 output_mode: str = "RAW_REGRESSION"
                  ) -> tuple[EEClassifierSpec, dict[str, Any], str]:
-    """Tree strings, serialized graph and payload route for a trained bundle."""
+    """Tree strings (written to ``classifier_path``), serialized graph (``graph_path``) and
+    payload route for a trained bundle."""
     spec = booster_to_ee_trees(bundle.booster, feature_names=bundle.feature_names,
                                class_values=bundle.class_values, output_mode=output_mode)
-    write_text(model_dir / "ee_classifier.json", spec.to_json())
+    write_text(classifier_path, spec.to_json())
     session.init_offline()
     graph = classify.classification_graph(spec)
-    write_json(model_dir / "ee_graph.json", graph)
+    write_json(graph_path, graph)
     return spec, graph, classify.payload_route(spec)
 
 

@@ -16,8 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-#: notebooks another change (issue 14, part A) is reworking; they join the rule when it lands
-PENDING = {"02_clouds", "07_export_ee", "09_water"}
 _FLOW = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.FunctionDef, ast.AsyncFunctionDef,
          ast.ClassDef, ast.Lambda)
 _FIGURE = re.compile(r"^(fig\d*|ax\w*|axes|plt)$")
@@ -63,7 +61,7 @@ def control_flow(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p.stem not in PENDING], ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_has_no_control_flow(nb):
     assert control_flow(nb) == [], f"{nb.name}: move the logic into lcgee"
 
@@ -84,8 +82,6 @@ ARTIFACTS = ("scenes.parquet", "duplicates.json", "mask_quality.json", "mask_sou
              "water.tif", "water.json", "ee-tiles", ".stages", "run.json", "params.yaml")
 _SPELLED = re.compile("|".join([r"""["'/]""" + re.escape(a) + r"""["']""" for a in ARTIFACTS]
                                + [r"""(/\s*|folder\(|path\()["'](masks|model)["']"""]))
-#: files the Earth Engine restructuring (issue 14, part A) is rewriting; they ask RunLayout then
-PENDING_FILES = ("lcgee/gee/", "notebooks/02_", "notebooks/07_", "notebooks/09_")
 
 
 def spelled_artifacts(text: str) -> list[str]:
@@ -97,7 +93,7 @@ def test_only_the_layout_spells_artifact_names():
     found = {}
     for path in sources:
         rel = path.relative_to(ROOT).as_posix()
-        if rel == "lcgee/layout.py" or rel.startswith(("lcgee/demo/", *PENDING_FILES)):
+        if rel == "lcgee/layout.py" or rel.startswith("lcgee/demo/"):
             continue
         hits = spelled_artifacts(path.read_text(encoding="utf-8"))
         if hits:
@@ -118,7 +114,7 @@ def test_library_code_never_builds_a_stage():
     builders = []
     for path in ROOT.glob("lcgee/**/*.py"):
         rel = path.relative_to(ROOT).as_posix()
-        if rel == "lcgee/stage.py" or rel == "lcgee/gee/verify.py":  # verify: part A moves it
+        if rel == "lcgee/stage.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and _root_name(node.func) == "Stage":
