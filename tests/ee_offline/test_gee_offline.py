@@ -280,3 +280,21 @@ def test_export_task_splits(offline_session, n):
     assert min(b[0] for b in boxes) == 10.0 and max(b[2] for b in boxes) == 11.0
     area = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
     assert area == pytest.approx(1.0)
+
+
+def test_export_model_writes_where_the_stage_layer_says(offline_session, model, tmp_path):
+    """verify knows no run-directory names: the tree strings and the graph go to the paths
+    it is given (here not the run layout's), and nothing else is written."""
+    from types import SimpleNamespace
+
+    from lcgee.gee import verify
+
+    bundle = SimpleNamespace(booster=model, feature_names=FEATURES, class_values=CLASSES)
+    trees, graph_file = tmp_path / "a" / "trees.txt", tmp_path / "b" / "graph.txt"
+    spec, graph, route = verify.export_model(bundle, classifier_path=trees, graph_path=graph_file)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*")) == [
+        "a/trees.txt", "b/graph.txt"]
+    assert trees.read_text() == booster_to_ee_trees(model, feature_names=FEATURES,
+                                                    class_values=CLASSES).to_json()
+    assert json.loads(graph_file.read_text()) == json.loads(json.dumps(graph))
+    assert graph == classify.classification_graph(spec) and route == classify.payload_route(spec)

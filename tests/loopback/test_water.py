@@ -282,3 +282,53 @@ def test_water_bands_missing_from_the_features_is_a_params_error():
     assert water_features(da, ["NDVI"]).shape == (1, 3, 3)
     with pytest.raises(ParamsError, match="MNDWI"):
         water_features(da, ["B02", "MNDWI"])
+
+
+def test_held_out_scores_measure_each_method_in_the_window(trained):
+    """Notebook 09's step 5 as one call: the four water maps of the held-out window and their
+    scores against the truth, computed here independently from the same inputs."""
+    from lcgee import water_stage
+    from lcgee.layout import Window
+    from lcgee.params import WaterParams
+
+    model, feats, arr, _, _ = trained
+    h, w = arr.shape[1:]
+    truth = np.full((h, w), 10, np.uint8)
+    truth[20:30, 10:25] = water.WATER_CODE
+    subclass = truth.copy()
+    subclass[30:36, 10:20] = 41  # rice paddies beside the pond
+    landcover = truth.copy()
+    landcover[20:24, 10:25] = 40  # the LightGBM map misses part of the pond
+    win = Window("held", 4, 4, 36, 52)  # holds the masked pixel (5, 7) and the masked strip
+    prob = water.predict_probability(model, arr, chunk=64)
+    check = {"pixels": 5, "max_probability_diff": 0.0, "ee_probability": np.zeros(2),
+             "functions": ["Image.matrixMultiply"]}
+    scores = water_stage.held_out_scores({"noisy": model, "corrected": model}, arr, feats, prob,
+                                         landcover, win, cfg=WaterParams(chunk=16), check=check,
+                                         truth=truth, subclass=subclass, noise=None)
+
+    cut = (slice(4, 40), slice(4, 56))
+    g, n = (feats.sel(band=b).values[cut].astype(np.float64) for b in ("B03", "B08"))
+    ndwi = (g - n) / (g + n)
+    valid = np.isfinite(ndwi) & np.isfinite(prob[cut])
+    assert valid.sum() < valid.size  # the masked pixel and strip are left out
+    expected = water.water_scores(prob[cut] > 0.5, truth[cut] == water.WATER_CODE, valid)
+    got = scores.metrics["f1"]["c_cnn_corrected"]
+    assert {k: got[k] for k in expected} == expected
+    assert got["paddy_as_water"] == round(water.paddy_as_water(prob[cut] > 0.5, subclass[cut],
+                                                               valid), 4)
+    np.testing.assert_array_equal(scores.maps["d_lightgbm"], landcover[cut] == water.WATER_CODE)
+    assert scores.metrics["f1"]["d_lightgbm"]["recall"] < 1  # the missed rows count
+    assert scores.metrics["ee_dry_run"] == {"pixels": 5, "max_probability_diff": 0.0}
+    assert scores.metrics["region"] == "held" and scores.metrics["label_noise"] == []
+    assert scores.metrics["corrected_beats"]["d_lightgbm"] == (
+        got["f1"] > scores.metrics["f1"]["d_lightgbm"]["f1"])
+    assert list(scores.f1_table.index) == ["a_ndwi_otsu", "b_cnn_noisy", "c_cnn_corrected",
+                                           "d_lightgbm"]
+    assert scores.message.startswith(f"corrected CNN F1 {got['f1']:.4f} beats")
+
+    no_truth = water_stage.held_out_scores({"noisy": model, "corrected": model}, arr, feats,
+                                           prob, landcover, win, cfg=WaterParams(chunk=16),
+                                           check=check)
+    assert "f1" not in no_truth.metrics and no_truth.f1_table.empty
+    assert "no truth" in no_truth.message
