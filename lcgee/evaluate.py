@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lcgee.errors import DataError, DataWarning, ParamsError
+from lcgee.labels import WORLDCOVER
 
 __all__ = [
     "confusion",
@@ -403,8 +404,6 @@ def to_json_ready(d: Any) -> Any:
 
 def _class_labels(classes: Sequence[Any], class_names: Mapping[Any, str] | None,
                   colors: Mapping[Any, str] | None) -> tuple[list[str], list[str | None]]:
-    from lcgee.labels import WORLDCOVER
-
     names = {_key(k): v for k, v in (class_names or {}).items()}
     cols = {_key(k): v for k, v in (colors or {}).items()}
     labels, colours = [], []

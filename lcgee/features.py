@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from lcgee import clouds, composite, indices
+from lcgee.cloudsource import has_probability_layer
 from lcgee.errors import DataWarning
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout
@@ -44,8 +45,6 @@ class CompositeResult:
 def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params,
            client: Any, stack: xr.DataArray) -> xr.DataArray:
     """Per-observation score for best-pixel: cloud probability, else scene cloud cover."""
-    from lcgee.cloudsource import has_probability_layer
-
     if params.clouds.source in ("local", "auto") and has_probability_layer(client):
         prob, missing = load_probability(client, items, grid, chunk=params.load.chunk)
         if not missing:

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from lcgee.errors import DataError, DataWarning, EarthEngineError
+from lcgee.errors import DataError, DataWarning, EarthEngineError, StacError
 from lcgee.gee.connection import EarthEngineOptions
 from lcgee.gee.worldcover import WORLDCOVER, download_worldcover
+from lcgee.load import load_stack
+from lcgee.signing import signing_driver
 
 __all__ = ["WORLDCOVER", "worldcover_colormap", "load_worldcover", "remap", "class_names",
            "WORLDCOVER_VERSIONS", "check_classes"]
@@ -57,8 +59,6 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
                                    where="labels.version", fix="use labels.version: v200")
         codes = download_worldcover(grid, **(earth_engine.as_kwargs() if earth_engine else {}))
         return xr.DataArray(codes, dims=("y", "x"), coords=grid.coords(), name="worldcover")
-    from lcgee.errors import StacError
-
     want = WORLDCOVER_VERSIONS[version]
     try:
         found = list(client.search(collections=[collection], bbox=list(grid.lonlat_bbox),
@@ -80,14 +80,10 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
 def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr.DataArray:
     import odc.stac
 
-    from lcgee.load import load_stack
-
     if resampling == "nearest":
         ds = load_stack(items, grid, ["map"], chunk=chunk, scene_coords=False)
         layers = ds["map"]
     else:
-        from lcgee.signing import signing_driver
-
         layers = odc.stac.load(items, bands=["map"], geobox=grid.geobox, groupby="id",
                                resampling=resampling, dtype="uint8",
                                chunks={"x": chunk, "y": chunk}, driver=signing_driver())["map"]

@@ -46,6 +46,7 @@ from lcgee.demo._landscape import build_landscape
 from lcgee.demo._scenes import render_scene
 from lcgee.demo._sky import acquisition_plan
 from lcgee.grid import Grid
+from lcgee.procs import die_with_parent
 
 __all__ = ["generate", "render_args", "scaled_regions"]
 
@@ -189,8 +190,6 @@ def _render_all(spec: Any, root: Path, grid: Grid, plan: list[dict], *, progress
 def _worker_init(parent_pid: int) -> None:
     """Worker initializer: die with the builder (however it dies), leave Ctrl-C to it."""
     import signal
-
-    from lcgee.procs import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
