@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from lcgee.load import load_stack, reflectance
 from lcgee.masks import load_probability, read_masks
 from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
+
+if TYPE_CHECKING:
+    from pystac_client import Client
 
 __all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features",
            "monthly_preview", "features_from_stack"]
@@ -55,7 +58,7 @@ def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params
 
 
 def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params, *,
-                    client: Any, masks_dir: Path) -> CompositeResult:
+                    client: Client | None, masks_dir: Path) -> CompositeResult:
     """Load, mask, composite and add indices for ``items`` on ``grid``."""
     bands = list(params.features.bands)
     ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk,

@@ -10,8 +10,8 @@ evaluation keeps that in mind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -22,8 +22,16 @@ from lcgee.gee.worldcover import WORLDCOVER, download_worldcover
 from lcgee.load import load_stack
 from lcgee.signing import signing_driver
 
+if TYPE_CHECKING:
+    from pystac_client import Client
+
+    from lcgee.grid import Grid
+
 __all__ = ["WORLDCOVER", "worldcover_colormap", "load_worldcover", "remap", "class_names",
            "WORLDCOVER_VERSIONS", "check_classes"]
+
+#: A label array: what :func:`remap` is given, it returns.
+LabelArray = TypeVar("LabelArray", np.ndarray, xr.DataArray)
 
 #: params' ``labels.version`` -> ``esa_worldcover:product_version`` on Planetary Computer.
 WORLDCOVER_VERSIONS = {"v100": "1.0.0", "v200": "2.0.0"}
@@ -38,12 +46,12 @@ def worldcover_colormap() -> dict[int, tuple[int, int, int, int]]:
     return cmap
 
 
-def class_names(codes: Any) -> list[str]:
+def class_names(codes: Iterable[int | np.integer]) -> list[str]:
     """``"40 Cropland"``-style names for class codes."""
     return [f"{int(c)} {WORLDCOVER.get(int(c), ('class ' + str(int(c)), ''))[0]}" for c in codes]
 
 
-def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str = "v200",
+def load_worldcover(grid: Grid, *, source: str, client: Client | None = None, version: str = "v200",
                     collection: str = "esa-worldcover", chunk: int = 1024,
                     earth_engine: EarthEngineOptions | None = None) -> xr.DataArray:
     """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data), lazily.
@@ -91,7 +99,7 @@ def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr
     return layers.max("time").astype("uint8")
 
 
-def remap(labels: np.ndarray | xr.DataArray, mapping: Mapping[int, int]) -> Any:
+def remap(labels: LabelArray, mapping: Mapping[int, int]) -> LabelArray:
     """Merge or recode classes (``{from: to}``; 0 stays no data)."""
     if not mapping:
         return labels

@@ -83,7 +83,8 @@ def mask_own_stack(stack: xr.DataArray, *, cloud_probability: xr.DataArray | Non
     return clouds.apply_mask(stack, mask)
 
 
-def run_own_stack(stack: xr.DataArray, labels: Any, *, holdout: np.ndarray | None = None,
+def run_own_stack(stack: xr.DataArray, labels: np.ndarray | xr.DataArray, *,
+                  holdout: np.ndarray | None = None,
                   cloud_probability: xr.DataArray | None = None,
                   cloud_mask: xr.DataArray | None = None,
                   sun_azimuth: Sequence[float] | None = None, resolution: float | None = None,

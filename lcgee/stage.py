@@ -16,12 +16,15 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout, Window, region_grid, region_window, region_windows
 from lcgee.params import Params, load_params
 from lcgee.rungrid import area_grid, build_grid  # re-exported: lcgee.stage.build_grid stays
+
+if TYPE_CHECKING:
+    from distributed import Client as DaskClient
 
 __all__ = ["Stage", "open_stage", "build_grid", "area_grid"]
 
@@ -73,7 +76,7 @@ class Stage:
         p.mkdir(parents=True, exist_ok=True)
         return p
 
-    def dask_client(self) -> Any:
+    def dask_client(self) -> DaskClient:
         """A Dask client: the scheduler at ``dask.address``, or a local cluster per params."""
         from distributed import Client, LocalCluster
 

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -48,6 +48,9 @@ from lcgee.demo._sky import acquisition_plan
 from lcgee.grid import Grid
 from lcgee.procs import die_with_parent
 
+if TYPE_CHECKING:  # lcgee.demo.world imports this module
+    from lcgee.demo.world import WorldSpec
+
 __all__ = ["generate", "render_args", "scaled_regions"]
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ def scaled_regions(size: int) -> dict[str, list[int]]:
     return {name: [v * size // DEMO_GRID.height for v in win] for name, win in DEMO_REGIONS.items()}
 
 
-def generate(spec: Any, root: Path, *, progress: bool, workers: int | None) -> None:
+def generate(spec: WorldSpec, root: Path, *, progress: bool, workers: int | None) -> None:
     """Write a complete world for ``spec`` (a ``WorldSpec``) into the empty directory ``root``."""
     t0 = time.perf_counter()
     grid = spec.grid
