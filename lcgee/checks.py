@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
 
 from lcgee.errors import ParamsError
-from lcgee.params import Area, Params
+from lcgee.indices import INDICES
+from lcgee.rungrid import build_grid
+
+if TYPE_CHECKING:  # lcgee.params imports this module at its top; the models are annotations here
+    from lcgee.params import Area, Params
 
 __all__ = ["check_inputs", "read_geojson"]
 
@@ -50,9 +57,6 @@ def _areas(params: Params) -> dict[str, Area]:
 # ---- CRS and indices ------------------------------------------------------------------------
 
 def _check_crs(params: Params) -> None:
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
     fields = {f"{name}.crs": area.crs for name, area in _areas(params).items()}
     if params.grid.crs is not None:
         fields["grid.crs"] = params.grid.crs
@@ -65,8 +69,6 @@ def _check_crs(params: Params) -> None:
 
 
 def _check_indices(params: Params) -> None:
-    from lcgee.indices import INDICES
-
     bands = set(params.features.bands)
     for name in params.features.indices:
         index = INDICES.get(name)
@@ -174,15 +176,11 @@ def _bounds_in(area: Area, crs: str) -> tuple[float, float, float, float]:
     """The area's bounds in ``crs`` (as the stages crop it)."""
     if area.bbox is not None and area.crs.upper() == crs.upper():
         return area.bbox
-    from pyproj import Transformer
-
     t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     return t.transform_bounds(*area.lonlat_bbox())
 
 
 def _check_extents(params: Params) -> None:
-    from lcgee.stage import build_grid
-
     grid = build_grid(params)
     res = params.grid.resolution
     w, s, e, n = aoi = _bounds_in(params.aoi, grid.crs)

@@ -25,8 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lcgee.errors import LcgeeError
-from lcgee.procs import Terminated, handle_signals
+from lcgee.layout import RunLayout
+from lcgee.params import field_reference, load_params
+from lcgee.procs import Terminated, handle_signals, run_scope
+from lcgee.run import resolve_params, run
 from lcgee.secrets import redact
+from lcgee.stage import build_grid
 
 __all__ = ["main"]
 
@@ -91,10 +95,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lcgee.run import run
-
     result = run(args.params, args.overrides, out_dir=args.out,
                  notebooks_dir=Path(args.notebooks) if args.notebooks else None,
                  force=args.force, progress=not args.no_progress)
@@ -106,9 +106,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from lcgee.params import field_reference, load_params
-    from lcgee.run import resolve_params
-
     if args.params_command == "fields":
         print(field_reference())
         return 0
@@ -118,9 +115,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from lcgee.doctor import format_checks, run_checks
-    from lcgee.params import load_params
-    from lcgee.run import resolve_params
+    from lcgee.doctor import format_checks, run_checks  # heavy: the doctor's readers
 
     params = load_params(resolve_params(args.params), args.overrides)
     checks = run_checks(params, stac_url=args.stac_url, earth_engine_live=not args.no_ee_login)
@@ -129,8 +124,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from lcgee.layout import RunLayout
-    from lcgee.train_stage import evaluate_run
+    from lcgee.train_stage import evaluate_run  # heavy: LightGBM, only when it runs
 
     result = evaluate_run(Path(args.run_dir))
     print(result.block_cv.describe())
@@ -143,7 +137,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_ee(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lcgee.ee_stage import dry_run
+    from lcgee.ee_stage import dry_run  # heavy: Earth Engine stage
 
     if args.ee_command == "classify":
         return _ee_classify(Path(args.run_dir), args.region)
@@ -162,10 +156,7 @@ def _cmd_ee(args: argparse.Namespace) -> int:
 
 def _ee_classify(run_dir: Path, region: str | None) -> int:
     """The live step of notebook 07: 0 when Earth Engine classified the run, 2 when skipped."""
-    from lcgee.ee_stage import classify_in_earth_engine, dry_run
-    from lcgee.layout import RunLayout
-    from lcgee.params import load_params
-    from lcgee.stage import build_grid
+    from lcgee.ee_stage import classify_in_earth_engine, dry_run  # heavy: Earth Engine stage
 
     layout = RunLayout(run_dir)
     params = load_params(layout.params)
@@ -185,7 +176,7 @@ def _ee_classify(run_dir: Path, region: str | None) -> int:
 
 def _verify_water(run_dir: Path, region: str | None) -> int:
     """The water CNN's dry run when notebook 09 made a model: number of failed checks."""
-    from lcgee.water_stage import dry_run as water_dry_run
+    from lcgee.water_stage import dry_run as water_dry_run  # heavy: JAX, only when it runs
 
     check = water_dry_run(run_dir, region=region)
     if check is None:
@@ -200,13 +191,12 @@ def _verify_water(run_dir: Path, region: str | None) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lcgee.demo.world import WorldSpec, build_world
+    from lcgee.demo.world import WorldSpec, build_world  # heavy: demo world generator
 
     world = build_world(WorldSpec(seed=args.seed, size=args.size))
     print(f"demo world: {world.root}")
     if args.demo_command == "serve":
-        from lcgee.demo.serve import DemoServer
-        from lcgee.procs import run_scope
+        from lcgee.demo.serve import DemoServer  # heavy: demo servers
 
         with run_scope(), DemoServer(world.root) as srv:
             print(f"STAC API: {srv.stac_url}  files: {srv.files.url if srv.files else ''}")

@@ -22,11 +22,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lcgee.errors import DataWarning, ParamsError
+
+if TYPE_CHECKING:
+    from pystac_client import Client
+
+    from lcgee.params import Params
 
 __all__ = ["SourceChoice", "resolve_source", "earth_engine_ready", "has_probability_layer",
            "source_table", "warn_if_mostly_fallback", "PROBABILITY_COLLECTION"]
@@ -63,7 +68,7 @@ def earth_engine_ready(project: str | None) -> tuple[bool, str]:
     return True, f"Earth Engine project {project!r}, credentials in {found[0]}"
 
 
-def has_probability_layer(client: Any, collection: str = PROBABILITY_COLLECTION) -> bool:
+def has_probability_layer(client: Client | None, collection: str = PROBABILITY_COLLECTION) -> bool:
     """Whether the STAC API behind ``client`` holds the cloud-probability collection."""
     try:
         return client.get_collection(collection) is not None
@@ -71,7 +76,7 @@ def has_probability_layer(client: Any, collection: str = PROBABILITY_COLLECTION)
         return False
 
 
-def resolve_source(params: Any, client: Any) -> SourceChoice:
+def resolve_source(params: Params, client: Client | None) -> SourceChoice:
     """The cloud source for this run (``params.clouds.source`` with ``auto`` resolved).
 
     Raises :class:`ParamsError` for ``local`` on an API without a probability layer.

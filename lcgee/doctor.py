@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lcgee import search
+from lcgee.cloudsource import earth_engine_ready, resolve_source
 from lcgee.errors import LcgeeError
+from lcgee.gee.session import AUTH_HELP, init_live
+from lcgee.params import Params
+from lcgee.signing import needs_signing, sign_href
 
 __all__ = ["Check", "run_checks", "format_checks"]
 
@@ -42,12 +47,10 @@ def _timed(name: str, fn: Callable[[], tuple[str, str, str]]) -> Check:
     return Check(name, status, detail, fix, time.monotonic() - start)
 
 
-def run_checks(params: Any, *, stac_url: str | None = None, earth_engine_live: bool = True
+def run_checks(params: Params, *, stac_url: str | None = None, earth_engine_live: bool = True
                ) -> list[Check]:
-    """Every check for ``params`` (a :class:`lcgee.params.Params`); ``stac_url`` overrides
+    """Every check for ``params``; ``stac_url`` overrides
     ``stac.url`` (the demo's loopback API, tests)."""
-    from lcgee import search
-
     url = stac_url or params.stac.url
     checks: list[Check] = []
     state: dict[str, Any] = {}
@@ -73,10 +76,8 @@ def run_checks(params: Any, *, stac_url: str | None = None, earth_engine_live: b
     return checks
 
 
-def _cog_header(client: Any, params: Any) -> tuple[str, str, str]:
+def _cog_header(client: Any, params: Params) -> tuple[str, str, str]:
     import rasterio
-
-    from lcgee.signing import needs_signing, sign_href
 
     bbox = params.aoi.lonlat_bbox()
     found = list(client.search(collections=[params.stac.collection], bbox=list(bbox),
@@ -99,19 +100,14 @@ def _cog_header(client: Any, params: Any) -> tuple[str, str, str]:
     return ("ok", f"{item.id} {band}: {shape[0]} x {shape[1]} px, {crs} ({how})", "")
 
 
-def _cloud_source(client: Any, params: Any) -> tuple[str, str, str]:
-    from lcgee.cloudsource import resolve_source
-
+def _cloud_source(client: Any, params: Params) -> tuple[str, str, str]:
     choice = resolve_source(params, client)
     if choice.source == "scl" and params.clouds.source == "auto":
         return ("warn", choice.reason, "set ee.project and authenticate for s2cloudless masks")
     return ("ok", f"{choice.source}: {choice.reason}", "")
 
 
-def _earth_engine(params: Any, live: bool) -> tuple[str, str, str]:
-    from lcgee.cloudsource import earth_engine_ready
-    from lcgee.gee.session import AUTH_HELP
-
+def _earth_engine(params: Params, live: bool) -> tuple[str, str, str]:
     ready, why = earth_engine_ready(params.ee.project)
     if not ready:
         needed = params.clouds.source == "gee"
@@ -120,8 +116,6 @@ def _earth_engine(params: Any, live: bool) -> tuple[str, str, str]:
                 AUTH_HELP)
     if not live:
         return ("ok", why + " (not contacted)", "")
-    from lcgee.gee.session import init_live
-
     init_live(params.ee.project)
     return ("ok", f"{why}; ee.Initialize succeeded", "")
 

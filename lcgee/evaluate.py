@@ -24,8 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lcgee.errors import DataError, DataWarning, ParamsError
+from lcgee.labels import WORLDCOVER
 
 __all__ = [
     "confusion",
@@ -109,7 +111,7 @@ def _nan_to_none(x: float) -> float | None:
 # --------------------------------------------------------------------------- confusion & metrics
 
 
-def confusion(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> np.ndarray:
+def confusion(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any]) -> np.ndarray:
     """Confusion matrix of counts: ``cm[i, j]`` = samples of reference class ``classes[i]``
     that the map labels ``classes[j]``.
 
@@ -129,7 +131,7 @@ def _kappa(cm: np.ndarray) -> float:
     return float((po - pe) / (1 - pe)) if pe != 1 else float("nan")
 
 
-def metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> dict[str, Any]:
+def metrics(y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[Any]) -> dict[str, Any]:
     """Overall accuracy, Cohen's kappa, macro F1 and per-class scores of a labelled sample.
 
     Returns a dict with exactly these keys:
@@ -271,7 +273,7 @@ def _estimate(value: float, se: float) -> dict[str, float | None]:
             "ci95": _nan_to_none(Z95 * se)}
 
 
-def area_adjusted(y_ref: Any, y_map: Any, map_pixel_counts: Mapping[Any, int],
+def area_adjusted(y_ref: ArrayLike, y_map: ArrayLike, map_pixel_counts: Mapping[Any, int],
                   classes: Sequence[Any], *, pixel_area_m2: float = 100.0) -> dict[str, Any]:
     """Accuracy and area estimates for a stratified random sample by map class (Olofsson 2014).
 
@@ -332,7 +334,7 @@ def area_adjusted(y_ref: Any, y_map: Any, map_pixel_counts: Mapping[Any, int],
 # --------------------------------------------------------------------------- spatial blocks
 
 
-def spatial_blocks(rows: Any, cols: Any, block_px: int) -> np.ndarray:
+def spatial_blocks(rows: ArrayLike, cols: ArrayLike, block_px: int) -> np.ndarray:
     """Block id of each sample from its pixel row/col, with square blocks of ``block_px`` pixels.
 
     Ids are consecutive integers 0..k-1 over the occupied blocks, ordered by block row then
@@ -352,7 +354,7 @@ def spatial_blocks(rows: Any, cols: Any, block_px: int) -> np.ndarray:
     return ids.ravel().astype(np.int64)
 
 
-def block_cv_splits(block_ids: Any, n_splits: int = 5, seed: int = 0
+def block_cv_splits(block_ids: ArrayLike, n_splits: int = 5, seed: int = 0
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cross-validation folds that keep every spatial block whole.
 
@@ -403,8 +405,6 @@ def to_json_ready(d: Any) -> Any:
 
 def _class_labels(classes: Sequence[Any], class_names: Mapping[Any, str] | None,
                   colors: Mapping[Any, str] | None) -> tuple[list[str], list[str | None]]:
-    from lcgee.labels import WORLDCOVER
-
     names = {_key(k): v for k, v in (class_names or {}).items()}
     cols = {_key(k): v for k, v in (colors or {}).items()}
     labels, colours = [], []
@@ -426,7 +426,7 @@ def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
     return _safe_div(cm, cm.sum(axis=axis, keepdims=axis is not None), fill=0.0)
 
 
-def confusion_figure(cm: Any, classes: Sequence[Any], *, normalize: str | None = None,
+def confusion_figure(cm: ArrayLike, classes: Sequence[Any], *, normalize: str | None = None,
                      title: str = "Confusion matrix (rows: reference, columns: map)",
                      class_names: Mapping[Any, str] | None = None,
                      colors: Mapping[Any, str] | None = None) -> Any:

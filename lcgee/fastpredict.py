@@ -36,7 +36,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask.array as da
 import numba
@@ -46,6 +46,9 @@ from llvmlite import ir
 from numba.extending import intrinsic
 
 from lcgee.errors import ModelError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 __all__ = ["FastPredictor", "Method", "METHODS"]
 
@@ -413,7 +416,7 @@ class FastPredictor:
 
     # -- construction
     @classmethod
-    def from_booster(cls, booster: Any, *, method: Method = "auto") -> FastPredictor:
+    def from_booster(cls, booster: lgb.Booster | lgb.LGBMModel, *, method: Method = "auto") -> FastPredictor:
         """From a ``lightgbm.Booster`` (or an ``LGBMModel``, through its ``booster_``).
 
         Uses the same iterations as ``booster.predict``: the best iteration if there is one.

@@ -28,6 +28,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from lcgee.errors import DataError
+from lcgee.gdal import configure_gdal
 from lcgee.grid import Grid
 from lcgee.integrity import BadAsset, read_error, reason, without_query
 from lcgee.signing import sign_href
@@ -115,8 +116,6 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     """
     import rasterio
     from rasterio.windows import Window
-
-    from lcgee.load import configure_gdal  # load imports this module
 
     assert block_info is not None
     configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster

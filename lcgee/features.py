@@ -12,13 +12,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from lcgee import clouds, composite, indices
+from lcgee.cloudsource import has_probability_layer
 from lcgee.errors import DataWarning
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout
@@ -26,6 +27,9 @@ from lcgee.load import load_stack, reflectance
 from lcgee.masks import load_probability, read_masks
 from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
+
+if TYPE_CHECKING:
+    from pystac_client import Client
 
 __all__ = ["CompositeResult", "build_composite", "write_outputs", "read_features",
            "monthly_preview", "features_from_stack"]
@@ -44,8 +48,6 @@ class CompositeResult:
 def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params,
            client: Any, stack: xr.DataArray) -> xr.DataArray:
     """Per-observation score for best-pixel: cloud probability, else scene cloud cover."""
-    from lcgee.cloudsource import has_probability_layer
-
     if params.clouds.source in ("local", "auto") and has_probability_layer(client):
         prob, missing = load_probability(client, items, grid, chunk=params.load.chunk)
         if not missing:
@@ -56,7 +58,7 @@ def _score(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params
 
 
 def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, params: Params, *,
-                    client: Any, masks_dir: Path) -> CompositeResult:
+                    client: Client | None, masks_dir: Path) -> CompositeResult:
     """Load, mask, composite and add indices for ``items`` on ``grid``."""
     bands = list(params.features.bands)
     ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk,

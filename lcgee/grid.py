@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
 
 from lcgee.errors import DataError, ParamsError
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from rasterio.io import DatasetReader
 
 __all__ = ["Grid", "utm_epsg"]
 
@@ -91,7 +96,8 @@ class Grid:
         )
 
     @classmethod
-    def from_raster(cls, source: Any, resolution: float | None = None, *,
+    def from_raster(cls, source: DatasetReader | xr.DataArray | xr.Dataset,
+                    resolution: float | None = None, *,
                     tolerance: float = 0.005) -> Grid:
         """The grid of a raster: a rasterio dataset, or an xarray/rioxarray object.
 
@@ -232,7 +238,7 @@ class Grid:
 
     # ---- conversions ----------------------------------------------------------------------
     @property
-    def geobox(self) -> Any:
+    def geobox(self) -> GeoBox:
         """This grid as an odc-geo ``GeoBox`` (what odc-stac's ``load(geobox=...)`` takes)."""
         from odc.geo.geobox import GeoBox
 

@@ -19,13 +19,17 @@ import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from odc.stac._mdtools import StacAuxReader, StacMDParser
 
 from lcgee.errors import DataError, DataWarning
-from lcgee.signing import SigningRioDriver, quiet_signed_urls_in_logs, strip_queries
+from lcgee.gdal import configure_gdal
+from lcgee.signing import SigningRioDriver, quiet_signed_urls_in_logs, sign_href, strip_queries
+
+if TYPE_CHECKING:
+    from lcgee.search import SearchResult
 
 __all__ = ["BadAsset", "GuardedDriver", "drop_unreadable", "guarded_driver", "read_error",
            "reason", "unreadable_assets", "without_query"]
@@ -132,9 +136,6 @@ def _probe(href: str) -> str | None:
 def unreadable_assets(items: Sequence[Any], assets: Sequence[str], *,
                       workers: int = 8) -> list[BadAsset]:
     """Assets of ``items`` (those of ``assets`` they have) that cannot be read."""
-    from lcgee.load import configure_gdal
-    from lcgee.signing import sign_href
-
     configure_gdal()
     jobs = [(it.id, a, it.assets[a].href) for it in items for a in assets if a in it.assets]
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lcgee-probe") as pool:
@@ -143,7 +144,8 @@ def unreadable_assets(items: Sequence[Any], assets: Sequence[str], *,
             if r is not None]
 
 
-def drop_unreadable(result: Any, assets: Sequence[str], *, workers: int = 8) -> Any:
+def drop_unreadable(result: SearchResult, assets: Sequence[str], *, workers: int = 8
+                    ) -> SearchResult:
     """``result`` (a :class:`lcgee.search.SearchResult`) without scenes whose assets fail."""
     bad = unreadable_assets(result.items, assets, workers=workers)
     if not bad:

@@ -10,18 +10,28 @@ evaluation keeps that in mind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import xarray as xr
 
-from lcgee.errors import DataError, DataWarning, EarthEngineError
+from lcgee.errors import DataError, DataWarning, EarthEngineError, StacError
 from lcgee.gee.connection import EarthEngineOptions
 from lcgee.gee.worldcover import WORLDCOVER, download_worldcover
+from lcgee.load import load_stack
+from lcgee.signing import signing_driver
+
+if TYPE_CHECKING:
+    from pystac_client import Client
+
+    from lcgee.grid import Grid
 
 __all__ = ["WORLDCOVER", "worldcover_colormap", "load_worldcover", "remap", "class_names",
            "WORLDCOVER_VERSIONS", "check_classes"]
+
+#: A label array: what :func:`remap` is given, it returns.
+LabelArray = TypeVar("LabelArray", np.ndarray, xr.DataArray)
 
 #: params' ``labels.version`` -> ``esa_worldcover:product_version`` on Planetary Computer.
 WORLDCOVER_VERSIONS = {"v100": "1.0.0", "v200": "2.0.0"}
@@ -36,12 +46,12 @@ def worldcover_colormap() -> dict[int, tuple[int, int, int, int]]:
     return cmap
 
 
-def class_names(codes: Any) -> list[str]:
+def class_names(codes: Iterable[int | np.integer]) -> list[str]:
     """``"40 Cropland"``-style names for class codes."""
     return [f"{int(c)} {WORLDCOVER.get(int(c), ('class ' + str(int(c)), ''))[0]}" for c in codes]
 
 
-def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str = "v200",
+def load_worldcover(grid: Grid, *, source: str, client: Client | None = None, version: str = "v200",
                     collection: str = "esa-worldcover", chunk: int = 1024,
                     earth_engine: EarthEngineOptions | None = None) -> xr.DataArray:
     """WorldCover codes on ``grid`` (uint8 ``(y, x)``, 0 = no data), lazily.
@@ -57,8 +67,6 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
                                    where="labels.version", fix="use labels.version: v200")
         codes = download_worldcover(grid, **(earth_engine.as_kwargs() if earth_engine else {}))
         return xr.DataArray(codes, dims=("y", "x"), coords=grid.coords(), name="worldcover")
-    from lcgee.errors import StacError
-
     want = WORLDCOVER_VERSIONS[version]
     try:
         found = list(client.search(collections=[collection], bbox=list(grid.lonlat_bbox),
@@ -80,14 +88,10 @@ def load_worldcover(grid: Any, *, source: str, client: Any = None, version: str 
 def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr.DataArray:
     import odc.stac
 
-    from lcgee.load import load_stack
-
     if resampling == "nearest":
         ds = load_stack(items, grid, ["map"], chunk=chunk, scene_coords=False)
         layers = ds["map"]
     else:
-        from lcgee.signing import signing_driver
-
         layers = odc.stac.load(items, bands=["map"], geobox=grid.geobox, groupby="id",
                                resampling=resampling, dtype="uint8",
                                chunks={"x": chunk, "y": chunk}, driver=signing_driver())["map"]
@@ -95,7 +99,7 @@ def _load_mosaic(items: list[Any], grid: Any, chunk: int, resampling: str) -> xr
     return layers.max("time").astype("uint8")
 
 
-def remap(labels: np.ndarray | xr.DataArray, mapping: Mapping[int, int]) -> Any:
+def remap(labels: LabelArray, mapping: Mapping[int, int]) -> LabelArray:
     """Merge or recode classes (``{from: to}``; 0 stays no data)."""
     if not mapping:
         return labels

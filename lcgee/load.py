@@ -16,7 +16,6 @@ so memory is bounded by chunk size, not by the AOI.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,8 +24,9 @@ from urllib.parse import urlparse
 import numpy as np
 import xarray as xr
 
-from lcgee.errors import DataError, ParamsError
+from lcgee.errors import DataError, ParamsError, require
 from lcgee.fastread import replace_aligned
+from lcgee.gdal import configure_gdal  # re-exported: lcgee.load.configure_gdal stays
 from lcgee.grid import Grid
 from lcgee.integrity import guarded_driver  # signs at read time; errors name href and scene
 from lcgee.scenes import HARMONIZE_OFFSET, scene_table
@@ -45,28 +45,6 @@ warnings.filterwarnings("ignore", message="Dataset has no geotransform", module=
 NON_OPTICAL = frozenset({"SCL", "probability", "AOT", "WVP", "visual"})
 
 _PC_BLOB_HOSTS = (".blob.core.windows.net",)
-_GDAL_DEFAULTS = {
-    "GDAL_HTTP_MAX_RETRY": "8",
-    "GDAL_HTTP_RETRY_DELAY": "2",
-    "GDAL_HTTP_TIMEOUT": "60",
-    "GDAL_HTTP_CONNECTTIMEOUT": "30",
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF",
-    "GDAL_HTTP_MULTIRANGE": "YES",
-    "VSI_CACHE": "TRUE",
-}
-
-
-def configure_gdal(**overrides: str) -> None:
-    """Set GDAL's HTTP retry/timeout options in the environment (workers inherit them).
-
-    GDAL defaults to no HTTP retries; Planetary Computer's blob storage answers 429/503 now
-    and then. Values already set in the environment win.
-    """
-    for key, value in {**_GDAL_DEFAULTS, **overrides}.items():
-        os.environ.setdefault(key, value)
-
-
 def load_stack(items: Sequence[Any], grid: Grid, assets: Sequence[str], *,
                engine: str = "odc-stac", chunk: int = 1024,
                patch_url: Callable[[str], str] | None = None,
@@ -144,8 +122,6 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
 def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],
                     chunk: int) -> xr.Dataset:
     from rasterio.enums import Resampling
-
-    from lcgee.errors import require
 
     stackstac = require("stackstac", "stackstac")
     arr = stackstac.stack(

@@ -27,6 +27,7 @@ import xarray as xr
 
 from lcgee import blocks, clouds, evaluate, features, samples, train
 from lcgee.errors import DataError, DataWarning
+from lcgee.masks import cloud_params
 from lcgee.params import CloudParams, CompositeParams, LabelParams, TrainParams
 
 __all__ = ["OwnStackResult", "run_own_stack", "mask_own_stack"]
@@ -58,8 +59,6 @@ def mask_own_stack(stack: xr.DataArray, *, cloud_probability: xr.DataArray | Non
     (:func:`lcgee.clouds.local_masks`), with its shadow step only when ``B08`` and
     ``sun_azimuth`` are both there.
     """
-    from lcgee.masks import cloud_params
-
     if cloud_mask is not None:
         bad = cloud_mask.astype(bool) if cloud_mask.dtype != np.uint8 else cloud_mask != clouds.CLEAR
         return stack.where(~bad)
@@ -84,7 +83,8 @@ def mask_own_stack(stack: xr.DataArray, *, cloud_probability: xr.DataArray | Non
     return clouds.apply_mask(stack, mask)
 
 
-def run_own_stack(stack: xr.DataArray, labels: Any, *, holdout: np.ndarray | None = None,
+def run_own_stack(stack: xr.DataArray, labels: np.ndarray | xr.DataArray, *,
+                  holdout: np.ndarray | None = None,
                   cloud_probability: xr.DataArray | None = None,
                   cloud_mask: xr.DataArray | None = None,
                   sun_azimuth: Sequence[float] | None = None, resolution: float | None = None,

@@ -19,7 +19,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lcgee.errors import ParamsError
+from lcgee.checks import check_inputs  # checks beyond the schema
+from lcgee.errors import DataError, ParamsError
+from lcgee.scenes import normalize_tile
 
 __all__ = [
     "Params", "Area", "Region", "Dates", "StacParams", "GridParams", "LoadParams",
@@ -119,9 +121,6 @@ class StacParams(_Section):
     @field_validator("mgrs_tiles")
     @classmethod
     def _tiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from lcgee.errors import DataError
-        from lcgee.scenes import normalize_tile
-
         out = []
         for t in v:
             try:
@@ -392,8 +391,6 @@ def load_params(path: str | Path, overrides: list[str] | dict[str, Any] = ()) ->
     data = apply_overrides(data, overrides or [])
     _reject_secrets(data, str(path))
     params = validate(data, where=str(path))
-    from lcgee.checks import check_inputs  # checks beyond the schema (imports this module)
-
     return check_inputs(params, path.parent.resolve())
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from lcgee.errors import ModelError
 from lcgee.files import write_json
 from lcgee.grid import Grid
 from lcgee.labels import WORLDCOVER, worldcover_colormap
@@ -36,7 +37,7 @@ def predict_map(features: xr.DataArray, bundle: ModelBundle, *, nodata: int = 0)
     Uses lcgee's compiled predictor when it is available, else LightGBM's own.
     """
     try:
-        from lcgee.fastpredict import FastPredictor
+        from lcgee.fastpredict import FastPredictor  # numba: ~0.8 s to import; optional
     except ImportError:
         return _booster_map(features, bundle, nodata)
     predictor = FastPredictor.from_booster(bundle.booster)
@@ -46,8 +47,6 @@ def predict_map(features: xr.DataArray, bundle: ModelBundle, *, nodata: int = 0)
 
 def _booster_map(features: xr.DataArray, bundle: ModelBundle, nodata: int) -> xr.DataArray:
     """``Booster.predict`` chunk by chunk; pixels with any NaN feature get ``nodata``."""
-    from lcgee.errors import ModelError
-
     have = [str(b) for b in features["band"].values]
     missing = [f for f in bundle.feature_names if f not in have]
     if missing:

@@ -136,8 +136,8 @@ def _data_endpoint(params: Params, progress: bool) -> Iterator[str | None]:
     if not params.is_demo:
         yield None
         return
-    from lcgee.demo.serve import DemoServer
-    from lcgee.demo.world import WorldSpec, build_world
+    from lcgee.demo.serve import DemoServer  # demo runs only (heavy)
+    from lcgee.demo.world import WorldSpec, build_world  # demo runs only (heavy)
 
     world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size),
                         progress=progress)

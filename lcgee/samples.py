@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lcgee.errors import DataError, DataWarning
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from lcgee.grid import Grid
 
 __all__ = ["sample_region", "sample_pixels", "block_ids", "collect", "allocate"]
 
@@ -101,7 +106,8 @@ def sample_region(features: np.ndarray, labels: np.ndarray, feature_names: Seque
     return frame
 
 
-def collect(features: Any, labels: np.ndarray, regions: dict[str, Any], grid: Any, *,
+def collect(features: xr.DataArray | np.ndarray, labels: np.ndarray, regions: dict[str, Grid],
+            grid: Grid, *,
             block_px: int, per_class: int, seed: int = 0, balance: bool = False,
             floor: int = 100) -> pd.DataFrame:
     """Samples of several regions (``{name: region Grid}``) of a ``(band, y, x)`` feature

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lcgee.errors import DataError
+
+if TYPE_CHECKING:
+    from pystac import Item
 
 __all__ = [
     "gee_index", "processing_baseline", "needs_offset", "scene_table", "deduplicate",
@@ -44,7 +47,7 @@ def _as_dict(item: Any) -> dict[str, Any]:
     raise TypeError(f"expected a pystac Item or an item dict, got {type(item).__name__}")
 
 
-def gee_index(item: Any) -> str:
+def gee_index(item: Item) -> str:
     """The Earth Engine ``system:index`` of a Planetary Computer Sentinel-2 L2A item.
 
     ``item`` is a :class:`pystac.Item` or an item dict. Raises :class:`DataError` naming the
@@ -81,7 +84,7 @@ def gee_index(item: Any) -> str:
     return f"{datatake}_{m.group(1)}_T{str(tile).removeprefix('T')}"
 
 
-def processing_baseline(item: Any) -> str:
+def processing_baseline(item: Item) -> str:
     """``s2:processing_baseline`` (e.g. ``"04.00"``), from the property or the product URI.
 
     Raises :class:`DataError` naming the item and the property when the value is malformed
@@ -133,7 +136,7 @@ def normalize_tile(text: str) -> str:
     return f"{int(m.group(1)):02d}{m.group(2)}{m.group(3)}{m.group(4)}"
 
 
-def granule_identity(item: Any) -> tuple[str, str, int, str]:
+def granule_identity(item: Item) -> tuple[str, str, int, str]:
     """``(platform, datatake sensing start, relative orbit, tile)`` of a Sentinel-2 granule.
 
     Reprocessed copies of one granule share it, whatever their datastrip or processing

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -21,6 +21,11 @@ from lcgee.errors import DataError, NoScenesError, StacError
 from lcgee.files import atomic_path, write_json
 from lcgee.layout import RunLayout
 from lcgee.scenes import deduplicate, normalize_tile, scene_table
+
+if TYPE_CHECKING:
+    from pystac import Item
+    from pystac_client import Client
+    from shapely.geometry.base import BaseGeometry
 
 __all__ = ["SearchResult", "open_client", "search_scenes", "signer_for", "footprints",
            "fetch_items", "save_scenes"]
@@ -51,7 +56,8 @@ def signer_for(url: str, sign: str = "auto") -> Callable[[Any], Any] | None:
     return planetary_computer.sign_inplace
 
 
-def open_client(url: str, *, sign: str = "auto", retries: int = 5, timeout: float = 60.0) -> Any:
+def open_client(url: str, *, sign: str = "auto", retries: int = 5, timeout: float = 60.0
+                ) -> Client:
     """A pystac-client ``Client`` with retries and (for Planetary Computer) signing."""
     import pystac_client
     from pystac_client.stac_api_io import StacApiIO
@@ -67,7 +73,7 @@ def open_client(url: str, *, sign: str = "auto", retries: int = 5, timeout: floa
                         fix="check the URL and your network, or retry later") from exc
 
 
-def search_scenes(client: Any, *, collection: str, bbox: Sequence[float], datetime: str,
+def search_scenes(client: Client, *, collection: str, bbox: Sequence[float], datetime: str,
                   max_cloud_cover: float = 100.0, mgrs_tiles: Sequence[str] = (),
                   limit: int = 10_000) -> SearchResult:
     """Items intersecting ``bbox`` (lon/lat) in ``datetime`` with cloud cover <= the limit."""
@@ -129,14 +135,14 @@ def _tile_ok(item: Any, tiles: Sequence[str]) -> bool:
     return tile in {normalize_tile(t) for t in tiles}
 
 
-def footprints(items: Sequence[Any]) -> Any:
+def footprints(items: Sequence[Item]) -> list[tuple[str, BaseGeometry]]:
     """The items' footprints as a GeoDataFrame-like list of (id, shapely geometry)."""
     from shapely.geometry import shape
 
     return [(it.id, shape(it.geometry)) for it in items]
 
 
-def fetch_items(client: Any, collection: str, ids: Sequence[str], *,
+def fetch_items(client: Client, collection: str, ids: Sequence[str], *,
                 required: bool = True) -> list[Any]:
     """Items of ``collection`` by id, in the order of ``ids`` (fresh, so freshly signed).
 

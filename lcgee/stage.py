@@ -16,27 +16,19 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout, Window, region_grid, region_window, region_windows
-from lcgee.params import Area, Params, load_params
+from lcgee.params import Params, load_params
+from lcgee.rungrid import area_grid, build_grid  # re-exported: lcgee.stage.build_grid stays
+
+if TYPE_CHECKING:
+    from distributed import Client as DaskClient
 
 __all__ = ["Stage", "open_stage", "build_grid", "area_grid"]
 
 log = logging.getLogger(__name__)
-
-
-def build_grid(params: Params, base: Path | None = None) -> Grid:
-    """The run's one grid: the AOI at ``grid.resolution`` in ``grid.crs`` (default: UTM)."""
-    return area_grid(params.aoi, params.grid.resolution, params.grid.crs, base)
-
-
-def area_grid(area: Area, resolution: float, crs: str | None, base: Path | None = None) -> Grid:
-    """A grid covering ``area`` (bbox in its own CRS when that is the grid CRS)."""
-    if area.bbox is not None and crs is not None and area.crs.upper() == crs.upper():
-        return Grid.from_bounds(area.bbox, resolution, crs)
-    return Grid.from_bbox(area.lonlat_bbox(base), resolution, crs)
 
 
 @dataclass
@@ -84,7 +76,7 @@ class Stage:
         p.mkdir(parents=True, exist_ok=True)
         return p
 
-    def dask_client(self) -> Any:
+    def dask_client(self) -> DaskClient:
         """A Dask client: the scheduler at ``dask.address``, or a local cluster per params."""
         from distributed import Client, LocalCluster
 
@@ -119,11 +111,11 @@ def open_stage(params_file: str | Path, run_dir: str | Path, stac_url: str | Non
     stage = Stage(params=params, params_file=params_file, run_dir=run_dir,
                   stac_url=stac_url or params.stac.url)
     if params.is_demo:
-        from lcgee.demo.world import WorldSpec, build_world
+        from lcgee.demo.world import WorldSpec, build_world  # demo runs only (heavy)
 
         stage.world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size))
         if not stac_url:
-            from lcgee.demo.serve import DemoServer
+            from lcgee.demo.serve import DemoServer  # demo runs only (heavy)
 
             server = DemoServer(stage.world.root)
             server.start()

@@ -26,6 +26,7 @@ import xarray as xr
 
 import lcgee
 from lcgee import evaluate, train
+from lcgee.demo.world import WorldSpec, build_world
 from lcgee.errors import StageError
 from lcgee.features import read_features
 from lcgee.files import write_json
@@ -299,6 +300,4 @@ def _require_finished(layout: RunLayout) -> None:
 
 
 def _demo_truth(params: Params) -> np.ndarray:
-    from lcgee.demo.world import WorldSpec, build_world  # the demo world: demo runs only
-
     return build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size)).truth_landcover()

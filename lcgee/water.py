@@ -27,12 +27,15 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lcgee.errors import DataError, ModelError, require
 from lcgee.files import atomic_path, write_json
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["WATER_CODE", "PADDY_SUBCLASS", "SCL_WATER", "HALO", "WaterModel", "scl_water_fraction",
            "noisy_labels", "label_noise", "correct_labels", "sample_patches", "init_weights",
@@ -358,7 +361,8 @@ def _predict_chunk(model: WaterModel, fn: Callable[..., Any], raw: np.ndarray) -
     return np.where(valid, prob, np.nan).astype(np.float32)
 
 
-def predict_probability(model: WaterModel, features: Any, *, chunk: int = 512) -> np.ndarray:
+def predict_probability(model: WaterModel, features: np.ndarray | xr.DataArray, *,
+                        chunk: int = 512) -> np.ndarray:
     """Water probability ``(y, x)`` float32 of a feature stack, chunk by chunk (NaN = masked).
 
     ``features`` is a ``(band, y, x)`` array or ``xarray.DataArray`` with a ``band``

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -46,6 +46,10 @@ from lcgee.demo._landscape import build_landscape
 from lcgee.demo._scenes import render_scene
 from lcgee.demo._sky import acquisition_plan
 from lcgee.grid import Grid
+from lcgee.procs import die_with_parent
+
+if TYPE_CHECKING:  # lcgee.demo.world imports this module
+    from lcgee.demo.world import WorldSpec
 
 __all__ = ["generate", "render_args", "scaled_regions"]
 
@@ -75,7 +79,7 @@ def scaled_regions(size: int) -> dict[str, list[int]]:
     return {name: [v * size // DEMO_GRID.height for v in win] for name, win in DEMO_REGIONS.items()}
 
 
-def generate(spec: Any, root: Path, *, progress: bool, workers: int | None) -> None:
+def generate(spec: WorldSpec, root: Path, *, progress: bool, workers: int | None) -> None:
     """Write a complete world for ``spec`` (a ``WorldSpec``) into the empty directory ``root``."""
     t0 = time.perf_counter()
     grid = spec.grid
@@ -189,8 +193,6 @@ def _render_all(spec: Any, root: Path, grid: Grid, plan: list[dict], *, progress
 def _worker_init(parent_pid: int) -> None:
     """Worker initializer: die with the builder (however it dies), leave Ctrl-C to it."""
     import signal
-
-    from lcgee.procs import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)

@@ -15,6 +15,7 @@ from lcgee.demo._common import (
     S2_BANDS,
     WORLDCOVER_CLASSES,
 )
+from lcgee.demo._extras import EXTRA_FILES
 from lcgee.grid import Grid
 
 __all__ = [
@@ -110,8 +111,6 @@ def _band_asset(item_id: str, band: str, grid: Grid) -> dict:
 def _extra_assets(item_id: str, grid: Grid) -> dict:
     """AOT, WVP, visual, metadata and preview, as Planetary Computer items carry them (no
     ``raster:bands``: nodata is not declared)."""
-    from lcgee.demo._extras import EXTRA_FILES
-
     def href(key: str) -> str:
         return f"cogs/{item_id}/{EXTRA_FILES[key]}"
 

@@ -33,7 +33,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from lcgee.demo.serve import _RangeHandler, _terminate, _wait_http, free_port
+from lcgee.demo._http import RangeHandler, free_port, terminate, wait_http
 from lcgee.procs import child_popen_kwargs, die_with_parent
 from lcgee.signing import strip_queries
 
@@ -54,7 +54,7 @@ class _Stats:
     refused = 0
 
 
-class _TokenHandler(_RangeHandler):
+class _TokenHandler(RangeHandler):
     valid_seconds = 60.0
     imagery_only = False
 
@@ -139,11 +139,11 @@ class TokenServer:
                str(os.getpid())]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       **child_popen_kwargs())
-        _wait_http(f"{self.url}/stats", self._proc, 20.0, "token server")
+        wait_http(f"{self.url}/stats", self._proc, 20.0, "token server")
         return self
 
     def stop(self) -> None:
-        _terminate(self._proc)
+        terminate(self._proc)
         self._proc = None
 
     def __enter__(self) -> TokenServer:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from lcgee.errors import DataError, EarthEngineError, ParamsError
 from lcgee.files import atomic_path, write_json
@@ -80,7 +81,7 @@ _CRS_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:\d+$")
 AFFINE_FIELDS = ("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY")
 
 
-def request_bytes(height: int, width: int, n_bands: int, dtype: Any) -> int:
+def request_bytes(height: int, width: int, n_bands: int, dtype: DTypeLike) -> int:
     """Size of a request as Earth Engine counts it: pixels x bands x (item size + 1 mask byte)."""
     return height * width * n_bands * (np.dtype(dtype).itemsize + 1)
 
@@ -98,7 +99,7 @@ def _check_bands(n_bands: int) -> None:
                           fix=f"download at most {MAX_BANDS} bands per call (select band groups)")
 
 
-def _windows(grid: Grid, n_bands: int, dtype: Any, tile: int | None, max_bytes: int,
+def _windows(grid: Grid, n_bands: int, dtype: DTypeLike, tile: int | None, max_bytes: int,
              max_side: int) -> list[Window]:
     """Row-major windows covering ``grid`` once, each within the limits, split evenly per axis."""
     _check_limits(max_bytes, max_side)
@@ -115,7 +116,7 @@ def _windows(grid: Grid, n_bands: int, dtype: Any, tile: int | None, max_bytes: 
             for r in range(0, grid.height, tile_h) for c in range(0, grid.width, tile_w)]
 
 
-def plan_tiles(grid: Grid, *, n_bands: int, dtype: Any, tile: int | None = None,
+def plan_tiles(grid: Grid, *, n_bands: int, dtype: DTypeLike, tile: int | None = None,
                max_bytes: int = MAX_REQUEST_BYTES, max_side: int = MAX_SIDE) -> list[Grid]:
     """Tiles (pixel windows of ``grid``, row-major) that cover it exactly once within the limits.
 
@@ -136,7 +137,7 @@ def plan_tiles(grid: Grid, *, n_bands: int, dtype: Any, tile: int | None = None,
     return [grid.window(*w) for w in _windows(grid, n_bands, dtype, tile, max_bytes, max_side)]
 
 
-def pixel_request(expression: Any, tile: Grid, *, n_bands: int, dtype: Any,
+def pixel_request(expression: Any, tile: Grid, *, n_bands: int, dtype: DTypeLike,
                   band_ids: Sequence[str] | None = None, max_bytes: int = MAX_REQUEST_BYTES,
                   max_side: int = MAX_SIDE) -> dict[str, Any]:
     """The ``ee.data.computePixels`` parameters of one tile (NUMPY_NDARRAY on the tile's grid).
@@ -182,7 +183,7 @@ def _serialize(expression: Any) -> str:
                           fix="pass an ee object (with .serialize()) or JSON-serialisable data") from exc
 
 
-def cache_key(expression: Any, grid: Grid, *, dtype: Any, n_bands: int,
+def cache_key(expression: Any, grid: Grid, *, dtype: DTypeLike, n_bands: int,
               band_ids: Sequence[str] | None = None) -> str:
     """16 hex digits naming the tile folder of one download (expression, grid, dtype, bands)."""
     data = {"expression": _serialize(expression), "grid": grid.to_dict(),
@@ -247,7 +248,7 @@ def _save_tile(path: Path, arr: np.ndarray) -> None:
         np.save(f, arr, allow_pickle=False)
 
 
-def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_bands: int, dtype: Any,
+def download_image(expression: Any, grid: Grid, *, cache_dir: str | Path, n_bands: int, dtype: DTypeLike,
                    band_ids: Sequence[str] | None = None,
                    connection: EarthEngineConnection | None = None,
                    workers: int = 8, tile: int | None = DEFAULT_TILE, policy: RetryPolicy | None = None,

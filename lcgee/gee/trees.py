@@ -48,9 +48,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcgee.errors import ModelError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 __all__ = [
     "EEClassifierSpec",
@@ -404,7 +407,7 @@ def dump_to_ee_trees(dump: Mapping[str, Any], *, feature_names: Sequence[str] | 
                             output_mode=output_mode, trees=trees)
 
 
-def booster_to_ee_trees(booster: Any, *, feature_names: Sequence[str] | None = None,
+def booster_to_ee_trees(booster: lgb.Booster | lgb.LGBMModel, *, feature_names: Sequence[str] | None = None,
                         class_values: Iterable[Any] | None = None,
                         output_mode: str = "RAW_REGRESSION",
                         num_iteration: int | None = None) -> EEClassifierSpec:
