@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lcgee.grid import Grid
 from lcgee.labels import WORLDCOVER
+
+if TYPE_CHECKING:  # annotations only: matplotlib, pandas and xarray load when a figure is drawn
+    import pandas as pd
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 __all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
            "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
@@ -33,8 +40,8 @@ def _class_cmap(codes: np.ndarray) -> tuple[Any, Any, list[int]]:
     return ListedColormap(colours), BoundaryNorm(bounds, len(colours)), present
 
 
-def class_map(ax: Any, codes: np.ndarray, grid: Grid | None = None, *, legend: bool = True,
-              title: str | None = None) -> Any:
+def class_map(ax: Axes, codes: np.ndarray, grid: Grid | None = None, *, legend: bool = True,
+              title: str | None = None) -> AxesImage:
     """Draw a WorldCover-coded array with the official colours."""
     cmap, norm, present = _class_cmap(codes)
     extent = None
@@ -55,7 +62,7 @@ def class_map(ax: Any, codes: np.ndarray, grid: Grid | None = None, *, legend: b
 
 
 def regions_figure(grid: Grid, regions: Mapping[str, Grid], roles: Mapping[str, str],
-                   background: np.ndarray | None = None) -> Any:
+                   background: np.ndarray | None = None) -> Figure:
     """The AOI with each named region outlined and labelled with its role."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -101,7 +108,7 @@ def stretch(rgb: np.ndarray, low: float = 2, high: float = 98,
 
 
 def footprints_figure(footprints: list[tuple[str, Any]], aoi_bbox: tuple[float, ...],
-                      title: str = "Scene footprints") -> Any:
+                      title: str = "Scene footprints") -> Figure:
     """Scene footprints (lon/lat) over the AOI's bounding box."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -126,7 +133,7 @@ def footprints_figure(footprints: list[tuple[str, Any]], aoi_bbox: tuple[float, 
 
 def image_panel(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
                 size: float = 2.4, suptitle: str | None = None,
-                overlays: list[np.ndarray] | None = None) -> Any:
+                overlays: list[np.ndarray] | None = None) -> Figure:
     """A grid of RGB images (already 0-1), optionally with mask overlays (codes 1, 2)."""
     import matplotlib.pyplot as plt
 
@@ -160,7 +167,7 @@ def mask_rgba(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def true_colour(stack: Any, reference: int | None = None) -> np.ndarray:
+def true_colour(stack: xr.DataArray, reference: int | None = None) -> np.ndarray:
     """``(..., band, y, x)`` reflectance with B04, B03, B02 -> a 2-98 % stretched RGB array.
 
     With a ``(time, band, y, x)`` stack, ``reference`` picks the time step whose percentiles
@@ -170,7 +177,7 @@ def true_colour(stack: Any, reference: int | None = None) -> np.ndarray:
     return stretch(rgb, reference=None if reference is None else rgb[reference])
 
 
-def acquisitions_figure(table: Any) -> Any:
+def acquisitions_figure(table: pd.DataFrame) -> Figure:
     """Scene cloud cover over time, coloured by processing baseline."""
     import matplotlib.pyplot as plt
 
@@ -186,7 +193,7 @@ def acquisitions_figure(table: Any) -> Any:
     return fig
 
 
-def composite_figure(features: Any, count: Any, title: str = "Composite") -> Any:
+def composite_figure(features: xr.DataArray, count: xr.DataArray, title: str = "Composite") -> Figure:
     """True colour, valid-observation count and NDVI (if present) side by side."""
     import matplotlib.pyplot as plt
 
@@ -209,7 +216,7 @@ def composite_figure(features: Any, count: Any, title: str = "Composite") -> Any
     return fig
 
 
-def monthly_panel(monthly: Any) -> Any:
+def monthly_panel(monthly: xr.DataArray) -> Figure:
     """One true-colour image per month of a ``(month, band, y, x)`` composite."""
     rgb = stretch(np.moveaxis(monthly.sel(band=["B04", "B03", "B02"]).values, 1, -1))
     titles = [f"{np.datetime_as_string(m, unit='M')}" for m in monthly["month"].values]
@@ -217,7 +224,7 @@ def monthly_panel(monthly: Any) -> Any:
 
 
 def difference_figure(pred: np.ndarray, ref: np.ndarray, grid: Grid | None = None, *,
-                      note: str = "", ref_name: str = "labels") -> Any:
+                      note: str = "", ref_name: str = "labels") -> Figure:
     """Prediction, reference and where they differ, side by side."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -241,7 +248,7 @@ def difference_figure(pred: np.ndarray, ref: np.ndarray, grid: Grid | None = Non
 
 
 def map_pair(left: np.ndarray, right: np.ndarray | None, grid: Grid | None = None, *,
-             titles: tuple[str, str] = ("", "")) -> Any:
+             titles: tuple[str, str] = ("", "")) -> Figure | None:
     """Two class maps side by side (legend on the right one); None when ``right`` is None
     (nothing to compare, no figure)."""
     if right is None:
@@ -260,7 +267,7 @@ def map_pair(left: np.ndarray, right: np.ndarray | None, grid: Grid | None = Non
 def masks_by_source_figure(rgb: Mapping[str, np.ndarray], dates: Mapping[str, str],
                            by_source: Mapping[str, Mapping[str, np.ndarray]],
                            names: Mapping[str, str], *, size: float = 3.5,
-                           suptitle: str = "cloud masks by source") -> Any:
+                           suptitle: str = "cloud masks by source") -> Figure:
     """One row per scene, one column per source: the scene's true colour under each source's
     mask. ``rgb`` and ``dates`` are keyed by item id (in row order), ``by_source`` is
     ``{source: {item id: mask}}`` (:func:`lcgee.masks.masks_by_source`)."""
@@ -271,7 +278,7 @@ def masks_by_source_figure(rgb: Mapping[str, np.ndarray], dates: Mapping[str, st
                        overlays=[p[1] for p in panels], suptitle=suptitle)
 
 
-def label_panels(panels: Mapping[str, np.ndarray | None], region: str) -> Any:
+def label_panels(panels: Mapping[str, np.ndarray | None], region: str) -> Figure:
     """Binary label maps (1, 0, 255 = no label) side by side in blue; None panels are left
     out (e.g. a truth layer that only the demo world has)."""
     import matplotlib.pyplot as plt
@@ -287,7 +294,7 @@ def label_panels(panels: Mapping[str, np.ndarray | None], region: str) -> Any:
     return fig
 
 
-def training_curves(histories: Mapping[str, Any], *, ylabel: str = "cross-entropy") -> Any:
+def training_curves(histories: Mapping[str, Any], *, ylabel: str = "cross-entropy") -> Figure:
     """Training and validation loss per epoch of each named run (``history`` records with
     ``epoch``, ``train_loss``, ``val_loss``)."""
     import matplotlib.pyplot as plt

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from lcgee import water
 from lcgee.clouds import CLEAR
@@ -292,7 +293,7 @@ class WaterScores:
 
 
 def held_out_scores(models: Mapping[str, water.WaterModel], features: np.ndarray,
-                    feature_stack: Any, corrected_prob: np.ndarray, landcover: np.ndarray,
+                    feature_stack: xr.DataArray, corrected_prob: np.ndarray, landcover: np.ndarray,
                     win: Window, *, cfg: WaterParams, check: Mapping[str, Any],
                     truth: np.ndarray | None = None, subclass: np.ndarray | None = None,
                     noise: pd.DataFrame | None = None) -> WaterScores:

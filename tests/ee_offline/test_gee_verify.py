@@ -53,7 +53,8 @@ def stack():
 @pytest.fixture(scope="module")
 def exported(bundle, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
-    return model_dir, *verify.export_model(bundle, model_dir)
+    return model_dir, *verify.export_model(bundle, classifier_path=model_dir / "ee_classifier.json",
+                                           graph_path=model_dir / "ee_graph.json")
 
 
 def test_export_writes_the_tree_strings_and_the_graph_it_returns(exported, bundle):
