@@ -160,14 +160,16 @@ def composite_for_params(params: Params, grid: Grid) -> Any:
     ``CLOUDY_PIXEL_PERCENTAGE <= stac.max_cloud_cover``, joined with their s2cloudless
     probabilities; masked with the run's cloud parameters; reduced with
     ``composite.method``. Returns reflectance with lcgee band names (``features.bands``), or the
-    monthly feature stack.
+    feature stack of the periods of ``composite.period`` (gaps filled from the whole-range
+    median with ``composite.empty_period: fill``).
     """
     end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
     return gee_composite.searched_composite(
         grid.lonlat_bbox, params.dates.start, end, cloud=cloud_params(params.clouds),
         cloud_filter=params.stac.max_cloud_cover, method=params.composite.method,
         bands=list(params.features.bands), index_names=list(params.features.indices),
-        months=(params.dates.start, params.dates.end))
+        months=(params.dates.start, params.dates.end), period=params.composite.period,
+        fill_empty=params.composite.empty_period == "fill")
 
 
 # ----------------------------------------------------------------------------- dry run
@@ -201,7 +203,10 @@ def chain_flips(spec: EEClassifierSpec, params: Params, run_dir: Path, region: G
         props[SCENE_ID.format(i)] = {"system:time_start": item.datetime.timestamp() * 1000.0}
     graph = chain_graph(spec, len(items), method=method, bands=bands,
                         index_names=list(params.features.indices),
-                        dates=(params.dates.start, params.dates.end))
+                        dates=(params.dates.start, params.dates.end),
+                        period=params.composite.period,
+                        fill_empty=params.composite.empty_period == "fill",
+                        times=[it.datetime for it in items])
     out = offline.evaluate_graph(graph, images=images, properties=props, grid=region)
     ee_map = np.nan_to_num(np.asarray(out["landcover"], dtype=np.float64)).astype(np.uint8)
     both = (local_map > 0) | (ee_map > 0)
