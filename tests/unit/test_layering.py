@@ -47,6 +47,7 @@ IN_FUNCTION = {
     ("lcgee.cli", "lcgee.params"): _CLI,
     ("lcgee.cli", "lcgee.procs"): _CLI,
     ("lcgee.cli", "lcgee.run"): _CLI,
+    ("lcgee.cli", "lcgee.search"): _CLI,
     ("lcgee.cli", "lcgee.stage"): _CLI,
     ("lcgee.cli", "lcgee.water_stage"): _CLI,
     ("lcgee.demo._build", "lcgee.procs"): _BUILD,

@@ -1,0 +1,105 @@
+"""``lcgee ee verify`` opens the run's STAC client, so the dry run's whole-chain row (scenes'
+digital numbers -> masks -> median -> indices -> trees, offline) is in the CLI's table as in
+notebook 07. A finished run on the small demo world is built with the library calls the
+notebooks 01-06 make (search, masks, composite, labels from the world's truth, LightGBM,
+prediction), its STAC API the loopback server; the CLI runs in-process through
+``lcgee.cli.main``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytest.importorskip("ee")
+
+from lcgee import features, masks, predict, search, train
+from lcgee.cli import main
+from lcgee.layout import RunLayout
+from lcgee.params import load_params
+from lcgee.raster import write_cog
+from lcgee.stage import build_grid
+
+CHAIN = "whole server chain"
+
+
+def _params(url: str, grid) -> dict:
+    x0, y0, x1, y1 = grid.bounds
+    return {
+        "name": "small",
+        "aoi": {"bbox": [x0, y0, x1, y1], "crs": grid.crs},
+        "regions": {"map_here": {"bbox": [x0 + 640, y0 + 640, x0 + 2560, y0 + 2560],
+                                 "crs": grid.crs, "role": "predict"}},
+        "dates": {"start": "2021-04-01", "end": "2021-10-31"},
+        "stac": {"url": url, "collection": "sentinel-2-l2a", "max_cloud_cover": 100},
+        "grid": {"resolution": 10, "crs": grid.crs},
+        "load": {"chunk": 128},
+        "clouds": {"source": "local", "fallback": "none", "preset": "aggressive"},
+        "composite": {"method": "median"},
+        "features": {"bands": ["B02", "B04", "B08", "B11"], "indices": ["NDVI"]},
+        "train": {"num_iterations": 20},
+    }
+
+
+@pytest.fixture(scope="module")
+def small_run(small_server, small_world, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("small-run")
+    layout = RunLayout(run_dir)
+    layout.params.write_text(yaml.safe_dump(_params(small_server.stac_url, small_world.grid)))
+    p = load_params(layout.params)
+    grid = build_grid(p, run_dir)
+    assert grid.shape == small_world.grid.shape
+    client = search.open_client(small_server.stac_url, sign=p.stac.sign)
+    found = search.search_scenes(client, collection=p.stac.collection, bbox=grid.lonlat_bbox,
+                                 datetime=p.dates.interval, max_cloud_cover=100)
+    assert 4 <= len(found.items) <= 12
+    search.save_scenes(found, run_dir)
+    got = masks.scene_masks(found.items, grid, p.clouds, client=client, chunk=128)
+    masks.write_masks(got, grid, layout.masks, key=masks.mask_key(p.clouds, grid))
+    comp = features.build_composite(found.items, found.table, grid, p, client=client,
+                                    masks_dir=layout.masks)
+    features.write_outputs(comp, grid, run_dir)
+    truth = small_world.truth_landcover().astype("uint8")
+    write_cog(layout.labels, truth, grid, nodata=0, band_names=["worldcover"])
+    feats = features.read_features(run_dir, chunks=None)
+    names = [str(b) for b in feats["band"].values]
+    X = feats.values.reshape(len(names), -1).T
+    ok = np.flatnonzero(np.all(np.isfinite(X), axis=1) & (truth.ravel() > 0))
+    rows = np.random.default_rng(0).choice(ok, 3000, replace=False)
+    table = pd.DataFrame(X[rows], columns=names)
+    table["label"] = truth.ravel()[rows]
+    table["block"] = (rows // grid.width // 64) * 10 + rows % grid.width // 64
+    bundle = train.train_lightgbm(table, names, p.train)
+    train.save_bundle(bundle, layout.model)
+    landcover = predict.predict_map(features.read_features(run_dir, chunks=128), bundle)
+    predict.write_landcover(landcover, grid, run_dir, model_dir=layout.model,
+                            start=str(p.dates.start), end=str(p.dates.end), run_name=p.name)
+    return run_dir
+
+
+def _chain_row(out: str) -> str | None:
+    return next((line for line in out.splitlines() if CHAIN in line), None)
+
+
+def test_ee_verify_counts_the_whole_chain_through_the_runs_stac_api(small_run, capsys):
+    code = main(["ee", "verify", str(small_run)])
+    out = capsys.readouterr().out
+    row = _chain_row(out)
+    assert row is not None, out
+    compared, disagreements = (int(v) for v in row.split()[-2:])
+    assert compared > 30_000 and disagreements == 0, row
+    assert code == 0 and "OK: Earth Engine would reproduce the local labels" in out
+
+
+def test_ee_verify_without_the_chain_skips_the_stac_api(small_run, capsys):
+    code = main(["ee", "verify", str(small_run), "--no-chain",
+                 "--stac-url", "http://127.0.0.1:9/never"])
+    out = capsys.readouterr().out
+    assert code == 0 and _chain_row(out) is None and "tree strings" in out
+
+
+def test_ee_verify_names_an_unreachable_stac_api(small_run, capsys):
+    code = main(["ee", "verify", str(small_run), "--stac-url", "http://127.0.0.1:9/never"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open the STAC API" in err and "127.0.0.1:9" in err
