@@ -103,3 +103,31 @@ def test_ee_verify_names_an_unreachable_stac_api(small_run, capsys):
     code = main(["ee", "verify", str(small_run), "--stac-url", "http://127.0.0.1:9/never"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot open the STAC API" in err and "127.0.0.1:9" in err
+
+
+def test_ee_verify_serves_a_demo_runs_world_itself(small_run, small_world, tmp_path, capsys,
+                                                  monkeypatch):
+    """A demo run (``stac.url: demo``) names no server: the CLI serves the run's demo world on
+    loopback for the chain (here the small world stands in for the cached demo world)."""
+    import shutil
+
+    from lcgee.demo import world as demo_world
+
+    run = tmp_path / "demo-run"
+    shutil.copytree(small_run, run)
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    params["stac"]["url"] = "demo"
+    params["demo"] = {"seed": 7, "size": small_world.grid.width}
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    asked = []
+
+    def cached_world(spec, *args, **kwargs):
+        asked.append((spec.seed, spec.size))
+        return small_world
+
+    monkeypatch.setattr(demo_world, "build_world", cached_world)
+    code = main(["ee", "verify", str(run)])
+    out = capsys.readouterr().out
+    row = _chain_row(out)
+    assert asked == [(7, small_world.grid.width)]
+    assert code == 0 and row is not None and row.split()[-1] == "0", out
