@@ -260,8 +260,11 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
     grid = build_grid(params, layout.root)
     model_dir = layout.model
     bundle = load_bundle(model_dir)
+    # a monthly run's composite is its period feature stack: every feature is one of its bands
+    available = list(bundle.feature_names) if params.composite.method == "monthly" else None
     spec, graph, route = verify.export_model(bundle, model_dir,
-                                             output_mode=params.ee.output_mode)
+                                             output_mode=params.ee.output_mode,
+                                             available_bands=available)
     name = region or next(iter(params.regions_with("predict")), None)
     rg = region_grid(params, grid, name, layout.root) if name else grid
     (r0, c0), (h, w) = rg.offset_in(grid), rg.shape
@@ -270,7 +273,7 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
     local_map = read_cog(layout.landcover, chunks=None).values[0][r0:r0 + h, c0:c0 + w]
     holdout = verify.write_holdout(feats.values, labels, spec.feature_names,
                                    layout.holdout, seed=params.train.seed)
-    bands = list(params.features.bands)
+    bands = available or list(params.features.bands)
     graph_check, ee_map = verify.verify_graph(graph, feats, local_map, bands)
     table = pd.DataFrame([
         {"check": "tree strings vs LightGBM (held-out samples)", "compared": len(holdout),
@@ -284,8 +287,9 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
             "check": "whole server chain (DN -> median -> reflectance -> indices -> trees) "
                      f"offline vs local map ({name or 'AOI'})",
             "compared": chain["compared"], "disagreements": chain["flips"]}
+    diff = verify.verify_features(spec, feats, bands, available_bands=available)
     return DryRunResult(table=table, spec=spec, route=route, region=rg, local_map=local_map,
-                        ee_map=ee_map, feature_diff=verify.verify_features(spec, feats, bands))
+                        ee_map=ee_map, feature_diff=diff)
 
 
 # ----------------------------------------------------------------------------- live

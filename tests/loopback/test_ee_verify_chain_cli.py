@@ -44,9 +44,21 @@ def _params(url: str, grid) -> dict:
 
 @pytest.fixture(scope="module")
 def small_run(small_server, small_world, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("small-run")
+    return _build_run(small_server, small_world, tmp_path_factory.mktemp("small-run"), {})
+
+
+@pytest.fixture(scope="module")
+def small_monthly_run(small_server, small_world, tmp_path_factory):
+    """The same run with 2-month composites (periods m202103p2 ... m202109p2), gaps filled."""
+    return _build_run(small_server, small_world, tmp_path_factory.mktemp("small-2m-run"),
+                      {"method": "monthly", "period": "2M", "empty_period": "fill"})
+
+
+def _build_run(small_server, small_world, run_dir, composite):
     layout = RunLayout(run_dir)
-    layout.params.write_text(yaml.safe_dump(_params(small_server.stac_url, small_world.grid)))
+    params = _params(small_server.stac_url, small_world.grid)
+    params["composite"].update(composite)
+    layout.params.write_text(yaml.safe_dump(params))
     p = load_params(layout.params)
     grid = build_grid(p, run_dir)
     assert grid.shape == small_world.grid.shape
@@ -85,6 +97,21 @@ def _chain_row(out: str) -> str | None:
 def test_ee_verify_counts_the_whole_chain_through_the_runs_stac_api(small_run, capsys):
     code = main(["ee", "verify", str(small_run)])
     out = capsys.readouterr().out
+    row = _chain_row(out)
+    assert row is not None, out
+    compared, disagreements = (int(v) for v in row.split()[-2:])
+    assert compared > 30_000 and disagreements == 0, row
+    assert code == 0 and "OK: Earth Engine would reproduce the local labels" in out
+
+
+def test_ee_verify_of_a_monthly_run_checks_its_periods_server_side(small_monthly_run, capsys):
+    """A ``monthly`` run's model reads period features (``m202105p2_NDVI`` ...): the dry run's
+    graph takes the feature stack as its composite, and the whole chain builds the same
+    2-month periods (with the empty-period fill) from the scenes."""
+    code = main(["ee", "verify", str(small_monthly_run)])
+    out = capsys.readouterr().out
+    spec = (small_monthly_run / "model" / "ee_classifier.json").read_text()
+    assert "m202105p2_NDVI" in spec
     row = _chain_row(out)
     assert row is not None, out
     compared, disagreements = (int(v) for v in row.split()[-2:])
