@@ -5,8 +5,8 @@
     lcgee params fields
     lcgee doctor PARAMS.yaml [--set key=value]... [--stac-url URL]
     lcgee evaluate RUN_DIR
-    lcgee ee verify RUN_DIR [--region NAME]
-    lcgee ee classify RUN_DIR [--region NAME]
+    lcgee ee verify RUN_DIR [--region NAME] [--stac-url URL] [--no-chain]
+    lcgee ee classify RUN_DIR [--region NAME] [--stac-url URL] [--no-chain]
     lcgee demo build [--seed N] [--size N]
     lcgee demo serve [--seed N] [--size N]
 
@@ -17,12 +17,14 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from lcgee.errors import LcgeeError
 from lcgee.layout import RunLayout
@@ -83,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
                          "build the export tasks (started with ee.start_export: true)")
     ec.add_argument("run_dir", help="a finished run, e.g. outputs/demo")
     ec.add_argument("--region", help="region to compare (default: the first predict region)")
+    for cmd in (ev, ec):
+        cmd.add_argument("--stac-url", help="STAC API of the run's scenes for the whole-chain "
+                         "check (default: stac.url of the run; the demo world is served here)")
+        cmd.add_argument("--no-chain", action="store_true", help="skip the whole-chain check "
+                         "(it reads the run's scenes again through the STAC API)")
 
     d = sub.add_parser("demo", help="the embedded demo world")
     dsub = d.add_subparsers(dest="demo_command", required=True)
@@ -140,9 +147,10 @@ def _cmd_ee(args: argparse.Namespace) -> int:
     from lcgee.ee_stage import dry_run  # heavy: Earth Engine stage
 
     if args.ee_command == "classify":
-        return _ee_classify(Path(args.run_dir), args.region)
+        return _ee_classify(Path(args.run_dir), args.region, args)
 
-    result = dry_run(Path(args.run_dir), region=args.region)
+    with _run_client(Path(args.run_dir), args) as client:
+        result = dry_run(Path(args.run_dir), region=args.region, client=client)
     spec = result.spec
     print(f"{spec.n_trees} trees, {spec.payload_bytes() / 1e6:.2f} MB of tree strings, "
           f"route: {result.route}")
@@ -154,13 +162,38 @@ def _cmd_ee(args: argparse.Namespace) -> int:
     return 0 if bad == 0 else 3
 
 
-def _ee_classify(run_dir: Path, region: str | None) -> int:
+@contextlib.contextmanager
+def _run_client(run_dir: Path, args: argparse.Namespace) -> Iterator[Any]:
+    """The run's STAC API client, as notebook 07 opens it for the dry run's whole-chain row:
+    ``--stac-url``, else the run's ``stac.url``; a demo run's world is served on loopback while
+    the block runs. None with ``--no-chain``."""
+    if args.no_chain:
+        yield None
+        return
+    from lcgee import search  # heavy: pystac-client, only when the chain row is asked for
+
+    params = load_params(RunLayout(run_dir).params)
+    with contextlib.ExitStack() as stack:
+        url = args.stac_url or params.stac.url
+        if params.is_demo and not args.stac_url:
+            from lcgee.demo.serve import DemoServer  # heavy: demo servers
+            from lcgee.demo.world import WorldSpec, build_world  # heavy: demo world generator
+
+            world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size),
+                                progress=False)
+            stack.enter_context(run_scope())
+            url = stack.enter_context(DemoServer(world.root)).stac_url
+        yield search.open_client(url, sign=params.stac.sign)
+
+
+def _ee_classify(run_dir: Path, region: str | None, args: argparse.Namespace) -> int:
     """The live step of notebook 07: 0 when Earth Engine classified the run, 2 when skipped."""
     from lcgee.ee_stage import classify_in_earth_engine, dry_run  # heavy: Earth Engine stage
 
     layout = RunLayout(run_dir)
     params = load_params(layout.params)
-    dry = dry_run(run_dir, region=region)
+    with _run_client(run_dir, args) as client:
+        dry = dry_run(run_dir, region=region, client=client)
     if dry.disagreements:
         print(f"MISMATCH: {dry.disagreements} disagreement(s) in the dry run; not classifying "
               "with this model (see lcgee ee verify)")

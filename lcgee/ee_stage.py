@@ -162,14 +162,16 @@ def composite_for_params(params: Params, grid: Grid) -> Any:
     ``CLOUDY_PIXEL_PERCENTAGE <= stac.max_cloud_cover``, joined with their s2cloudless
     probabilities; masked with the run's cloud parameters; reduced with
     ``composite.method``. Returns reflectance with lcgee band names (``features.bands``), or the
-    monthly feature stack.
+    feature stack of the periods of ``composite.period`` (gaps filled from the whole-range
+    median with ``composite.empty_period: fill``).
     """
     end = params.dates.end + dt.timedelta(days=1)  # filterDate's end is exclusive
     return gee_composite.searched_composite(
         grid.lonlat_bbox, params.dates.start, end, cloud=cloud_params(params.clouds),
         cloud_filter=params.stac.max_cloud_cover, method=params.composite.method,
         bands=list(params.features.bands), index_names=list(params.features.indices),
-        months=(params.dates.start, params.dates.end))
+        months=(params.dates.start, params.dates.end), period=params.composite.period,
+        fill_empty=params.composite.empty_period == "fill")
 
 
 # ----------------------------------------------------------------------------- dry run
@@ -203,7 +205,10 @@ def chain_flips(spec: EEClassifierSpec, params: Params, run_dir: Path, region: G
         props[SCENE_ID.format(i)] = {"system:time_start": item.datetime.timestamp() * 1000.0}
     graph = chain_graph(spec, len(items), method=method, bands=bands,
                         index_names=list(params.features.indices),
-                        dates=(params.dates.start, params.dates.end))
+                        dates=(params.dates.start, params.dates.end),
+                        period=params.composite.period,
+                        fill_empty=params.composite.empty_period == "fill",
+                        times=[it.datetime for it in items])
     out = offline.evaluate_graph(graph, images=images, properties=props, grid=region)
     ee_map = np.nan_to_num(np.asarray(out["landcover"], dtype=np.float64)).astype(np.uint8)
     both = (local_map > 0) | (ee_map > 0)
@@ -256,9 +261,12 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
     params = load_params(layout.params)
     grid = build_grid(params, layout.root)
     bundle = load_bundle(layout.model)
+    # a monthly run's composite is its period feature stack: every feature is one of its bands
+    available = list(bundle.feature_names) if params.composite.method == "monthly" else None
     spec, graph, route = verify.export_model(bundle, classifier_path=layout.ee_classifier,
                                              graph_path=layout.ee_graph,
-                                             output_mode=params.ee.output_mode)
+                                             output_mode=params.ee.output_mode,
+                                             available_bands=available)
     name = region or next(iter(params.regions_with("predict")), None)
     rg = region_grid(params, grid, name, layout.root) if name else grid
     (r0, c0), (h, w) = rg.offset_in(grid), rg.shape
@@ -267,7 +275,7 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
     local_map = read_cog(layout.landcover, chunks=None).values[0][r0:r0 + h, c0:c0 + w]
     holdout = verify.write_holdout(feats.values, labels, spec.feature_names,
                                    layout.holdout, seed=params.train.seed)
-    bands = list(params.features.bands)
+    bands = available or list(params.features.bands)
     graph_check, ee_map = verify.verify_graph(graph, feats, local_map, bands)
     table = pd.DataFrame([
         {"check": "tree strings vs LightGBM (held-out samples)", "compared": len(holdout),
@@ -281,8 +289,9 @@ def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> 
             "check": "whole server chain (DN -> median -> reflectance -> indices -> trees) "
                      f"offline vs local map ({name or 'AOI'})",
             "compared": chain["compared"], "disagreements": chain["flips"]}
+    diff = verify.verify_features(spec, feats, bands, available_bands=available)
     return DryRunResult(table=table, spec=spec, route=route, region=rg, local_map=local_map,
-                        ee_map=ee_map, feature_diff=verify.verify_features(spec, feats, bands))
+                        ee_map=ee_map, feature_diff=diff)
 
 
 # ----------------------------------------------------------------------------- live

@@ -6,11 +6,12 @@ matplotlib is imported lazily so the library imports fast; every function return
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lcgee.errors import DataError
 from lcgee.grid import Grid
 from lcgee.labels import WORLDCOVER
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: matplotlib, pandas and xarray load when a
 __all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
            "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
            "composite_figure", "monthly_panel", "difference_figure", "map_pair",
-           "masks_by_source_figure", "label_panels", "training_curves"]
+           "masks_by_source_figure", "label_panels", "training_curves", "rgb_bands"]
 
 _ROLE_COLOURS = {"train": "#ffffff", "predict": "#00ffff"}
 
@@ -193,23 +194,42 @@ def acquisitions_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def rgb_bands(names: Iterable[object]) -> list[str]:
+    """The true-colour bands of a feature stack: ``B04, B03, B02``, or for a ``monthly`` stack
+    (``<period>_B04`` ...) those of its middle period that has all three."""
+    names = [str(n) for n in names]
+    if all(b in names for b in ("B04", "B03", "B02")):
+        return ["B04", "B03", "B02"]
+    prefixes = [n.removesuffix("B04") for n in names if n.endswith("_B04")]
+    prefixes = [p for p in prefixes if f"{p}B03" in names and f"{p}B02" in names]
+    if not prefixes:
+        raise DataError(f"no true-colour bands (B04, B03, B02) among {names[:6]}...",
+                        where="feature stack", fix="include B02, B03 and B04 in features.bands")
+    prefix = prefixes[len(prefixes) // 2]
+    return [f"{prefix}B04", f"{prefix}B03", f"{prefix}B02"]
+
+
 def composite_figure(features: xr.DataArray, count: xr.DataArray, title: str = "Composite") -> Figure:
-    """True colour, valid-observation count and NDVI (if present) side by side."""
+    """True colour, valid-observation count and NDVI (if present) side by side; for a
+    ``monthly`` stack, of one period (:func:`rgb_bands`)."""
     import matplotlib.pyplot as plt
 
     names = [str(b) for b in features["band"].values]
-    panels = 3 if "NDVI" in names else 2
+    bands = rgb_bands(names)
+    prefix = bands[0].removesuffix("B04")
+    ndvi = f"{prefix}NDVI"
+    panels = 3 if ndvi in names else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.6))
-    rgb = stretch(np.moveaxis(features.sel(band=["B04", "B03", "B02"]).values, 0, -1))
+    rgb = stretch(np.moveaxis(features.sel(band=bands).values, 0, -1))
     axes[0].imshow(np.nan_to_num(rgb, nan=0.0))
-    axes[0].set_title(f"{title}: true colour")
+    axes[0].set_title(f"{title}: true colour" + (f" ({prefix.rstrip('_')})" if prefix else ""))
     im = axes[1].imshow(count.values, cmap="viridis")
     fig.colorbar(im, ax=axes[1], shrink=0.8, label="valid observations")
     axes[1].set_title("count")
     if panels == 3:
-        im = axes[2].imshow(features.sel(band="NDVI").values, cmap="RdYlGn", vmin=-0.5, vmax=1)
+        im = axes[2].imshow(features.sel(band=ndvi).values, cmap="RdYlGn", vmin=-0.5, vmax=1)
         fig.colorbar(im, ax=axes[2], shrink=0.8)
-        axes[2].set_title("NDVI")
+        axes[2].set_title(ndvi)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()

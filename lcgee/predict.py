@@ -26,6 +26,9 @@ from lcgee.train import ModelBundle
 
 __all__ = ["predict_map", "write_landcover", "stac_item", "class_areas"]
 
+#: Classification v2.0.0: the class colour is ``color_hint`` (v1.1.0 renamed v1.0.0's
+#: ``color-hint``, the spelling of the real ESA WorldCover items, which declare v1.0.0; readers
+#: such as pystac migrate it). tests/unit/test_landcover_item.py checks both against real JSON.
 _CLASSIFICATION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 _PROJECTION = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 _RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"

@@ -221,7 +221,8 @@ def composite_bands(params: Any, spec: EEClassifierSpec) -> list[str]:
     """The bands :func:`lcgee.ee_stage.composite_for_params` gives for this run.
 
     ``features.bands`` (the indices are added by :func:`classify.feature_image`), or, for the
-    ``monthly`` method, the whole feature stack (``mYYYYMM_<band or index>``) as the model uses it.
+    ``monthly`` method, the whole feature stack (``<period label>_<band or index>``, e.g.
+    ``m202104_NDVI`` or ``s2022JJA_B04``) as the model uses it.
     """
     if params.composite.method == "monthly":
         return list(spec.feature_names)

@@ -35,15 +35,18 @@ __all__ = ["export_model", "write_holdout", "verify_holdout", "verify_graph", "v
 
 
 def export_model(bundle: Any, *, classifier_path: Path, graph_path: Path,
-                 output_mode: str = "RAW_REGRESSION"
+                 output_mode: str = "RAW_REGRESSION", available_bands: list[str] | None = None
                  ) -> tuple[EEClassifierSpec, dict[str, Any], str]:
     """Tree strings (written to ``classifier_path``), serialized graph (``graph_path``) and
-    payload route for a trained bundle."""
+    payload route for a trained bundle.
+
+    ``available_bands``: the placeholder composite's bands (default: the Sentinel-2 bands; a
+    ``monthly`` run's composite is its whole period feature stack)."""
     spec = booster_to_ee_trees(bundle.booster, feature_names=bundle.feature_names,
                                class_values=bundle.class_values, output_mode=output_mode)
     write_text(classifier_path, spec.to_json())
     session.init_offline()
-    graph = classify.classification_graph(spec)
+    graph = classify.classification_graph(spec, available_bands=available_bands)
     write_json(graph_path, graph)
     return spec, graph, classify.payload_route(spec)
 
@@ -88,10 +91,13 @@ def verify_graph(graph: dict[str, Any], features: xr.DataArray, local_labels: np
 
 
 def verify_features(spec: EEClassifierSpec, features: xr.DataArray,
-                    bands: list[str]) -> dict[str, float]:
-    """Max |server-side feature - local feature| per feature, from the serialized graph."""
+                    bands: list[str], *,
+                    available_bands: list[str] | None = None) -> dict[str, float]:
+    """Max |server-side feature - local feature| per feature, from the serialized graph
+    (``available_bands`` as in :func:`export_model`)."""
     session.init_offline()
-    image = classify.feature_image(classify.placeholder_composite(), spec.feature_names)
+    image = classify.feature_image(classify.placeholder_composite(), spec.feature_names,
+                                   available_bands=available_bands)
     composite = {b: np.asarray(features.sel(band=b).values, dtype=np.float64) for b in bands}
     out = offline.evaluate_graph(json.loads(image.serialize()), composite)
     diffs = {}

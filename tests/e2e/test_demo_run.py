@@ -109,6 +109,9 @@ def test_demo_run_trains_maps_and_exports(demo_run):
                           capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: Earth Engine would reproduce the local labels" in proc.stdout
+    # the CLI serves the demo world and opens its STAC API, so the whole-chain row is there too
+    chain = [line for line in proc.stdout.splitlines() if "whole server chain" in line]
+    assert len(chain) == 1 and chain[0].split()[-1] == "0", proc.stdout
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ IN_FUNCTION = {
     ("lcgee.cli", "lcgee.demo.world"): _CLI,
     ("lcgee.cli", "lcgee.doctor"): _CLI,
     ("lcgee.cli", "lcgee.ee_stage"): _CLI,
+    ("lcgee.cli", "lcgee.search"): _CLI,
     ("lcgee.cli", "lcgee.train_stage"): _CLI,
     ("lcgee.cli", "lcgee.water_stage"): _CLI,
     ("lcgee.predict", "lcgee.fastpredict"): _NUMBA,
