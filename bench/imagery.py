@@ -66,7 +66,10 @@ def _setup(chunk: int):
     from lcgee.demo.world import WorldSpec, build_world
     from lcgee.params import load_params
 
-    params = load_params(ROOT / "params" / "demo.yaml", {"load.chunk": chunk})
+    # the local s2cloudless source, as notebook 02 resolves `auto` on the demo world (no Earth
+    # Engine credentials, a probability layer in the STAC API)
+    params = load_params(ROOT / "params" / "demo.yaml",
+                         {"load.chunk": chunk, "clouds.source": "local"})
     world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size))
     server = DemoServer(world.root)
     server.start()
@@ -140,11 +143,13 @@ def run_baseline(params, grid, items) -> tuple[float, np.ndarray]:
     """The Planetary Computer tutorial's recipe: odc-stac load, SCL mask, xarray median."""
     import odc.stac
 
+    from lcgee.signing import sign_href
+
     bands = list(params.features.bands)
     t0 = time.perf_counter()
     ds = odc.stac.load(items, bands=[*bands, "SCL"], geobox=grid.geobox, groupby="id",
                        chunks={"x": params.load.chunk, "y": params.load.chunk},
-                       resampling="nearest")
+                       resampling="nearest", patch_url=sign_href)  # the tutorial's
     data = ds[bands].to_array("band")
     masked = data.where(~ds["SCL"].isin(SCL_INVALID) & (data != 0))
     with warnings.catch_warnings():
@@ -197,7 +202,7 @@ def check_identical(params, grid, items, hrefs, out_dir: Path) -> dict[str, bool
         ref = clouds.s2cloudless_mask(prob, refl(item_id, "B08"), get(item_id, "SCL"),
                                       sun_azimuth=float(table.loc[item_id, "sun_azimuth"]),
                                       resolution=grid.resolution, origin=origin,
-                                      **cloud_params(params.clouds))
+                                      **cloud_params(params.clouds).as_kwargs())
         masks_ok &= bool(np.array_equal(ref, lc_masks[k]))
     with rasterio.open(out_dir / "features.tif") as src:
         feats = src.read(list(range(1, len(params.features.bands) + 1)))
