@@ -36,9 +36,11 @@ from lcgee.params import CloudParams
 from lcgee.raster import read_cog, write_cog
 from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
+from lcgee.stream import compute_each
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
-           "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files"]
+           "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
+           "require_masks"]
 
 log = logging.getLogger(__name__)
 
@@ -196,31 +198,48 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
         for old in directory.glob("*.tif"):
             old.unlink()
         write_text(key_file, key + "\n")
-    paths = []
-    iterator: Any = masks
+    paths = [directory / f"{item_id}.tif" for item_id, _, _ in masks]
+    todo = [(path, source, mask) for path, (_, source, mask) in zip(paths, masks)
+            if not path.exists()]
+    bar: Any = None
     if progress:
         from tqdm.std import tqdm
 
-        iterator = tqdm(masks, desc="cloud masks", unit="scene")
-    for item_id, source, mask in iterator:
-        path = directory / f"{item_id}.tif"
-        if not path.exists():
-            write_cog(path, mask.values.astype("uint8"), grid, nodata=int(clouds.NODATA),
-                      band_names=["cloud_mask"], tags={"source": source,
-                                                       "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
-        paths.append(path)
+        bar = tqdm(total=len(masks), initial=len(masks) - len(todo), desc="cloud masks",
+                   unit="scene")
+
+    def write(i: int, values: tuple) -> None:
+        path, source, _ = todo[i]
+        write_cog(path, np.asarray(values[0]).astype("uint8"), grid, nodata=int(clouds.NODATA),
+                  band_names=["cloud_mask"], tags={"source": source,
+                                                   "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
+        if bar is not None:
+            bar.update()
+
+    lazy = [i for i, (_, _, m) in enumerate(todo) if hasattr(m.data, "dask")]
+    for i in sorted(set(range(len(todo))) - set(lazy)):
+        write(i, (todo[i][2].data,))  # NumPy masks (Earth Engine downloads)
+    # several scenes computing at once, each written as soon as it is ready
+    compute_each([[todo[i][2].data] for i in lazy], lambda k, values: write(lazy[k], values))
+    if bar is not None:
+        bar.close()
     return paths
 
 
 def read_masks(directory: Path, ids: Sequence[str], *, chunk: int = 1024) -> xr.DataArray:
     """The masks of ``ids`` as a lazy uint8 ``(time, y, x)`` array (time = position in ids)."""
-    missing = [i for i in ids if not (directory / f"{i}.tif").is_file()]
-    if missing:
-        raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
-                        where=str(directory), fix="run the 02_clouds stage first")
+    require_masks(directory, ids)
     layers = [read_cog(directory / f"{i}.tif", chunks=chunk).isel(band=0, drop=True)
               for i in ids]
     return xr.concat(layers, dim="time").assign_coords(id=("time", list(ids)))
+
+
+def require_masks(directory: Path, ids: Sequence[str]) -> None:
+    """A DataError unless every scene of ``ids`` has its mask COG in ``directory``."""
+    missing = [i for i in ids if not (Path(directory) / f"{i}.tif").is_file()]
+    if missing:
+        raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
+                        where=str(directory), fix="run the 02_clouds stage first")
 
 
 def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]
