@@ -19,6 +19,7 @@ in GDAL's block cache (up to 5 % of RAM), which broke the memory bound of ``benc
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,8 +123,9 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster
     (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
     out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
-    for k, (href, (f, row0, col0, _, _, declared)) in enumerate(zip(hrefs[t0:t1],
-                                                                     layouts[t0:t1])):
+
+    def one(k: int) -> None:
+        href, (f, row0, col0, _, _, declared) = hrefs[t0 + k], layouts[t0 + k]
         item_id, asset = sources[t0 + k] if sources else ("?", "?")
         url = sign_href(href)
         try:
@@ -144,7 +146,30 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
         if f > 1:
             pix = pix[np.ix_(rows - rows[0], cols - cols[0])]
         out[k] = pix
+
+    if t1 - t0 == 1:
+        one(0)
+    else:  # HTTP reads wait on the network, not the CPU: several scenes at once
+        list(_io_pool().map(one, range(t1 - t0)))
     return out
+
+
+def _io_pool() -> Any:
+    """Threads this process reads scenes' windows with (``LCGEE_READ_THREADS``, default 8):
+    reads over HTTP are latency-bound, so a task reads its scenes concurrently."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(int(os.environ.get("LCGEE_READ_THREADS", "8")),
+                                       thread_name_prefix="lcgee-read")
+        return _POOL
+
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
 
 
 def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: tuple,
