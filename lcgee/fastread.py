@@ -184,6 +184,39 @@ def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: 
                          name=f"lcgee-read-{name}-{token}")
 
 
+def _merge_block(other: np.ndarray, hrefs: Sequence[str], layouts: Sequence[Layout],
+                 patch_url: Callable[[str], str] | None, sources: Sequence[tuple[str, str]],
+                 corner: tuple[float, float, float], aligned: np.ndarray, others: np.ndarray,
+                 *, block_info: dict | None = None) -> np.ndarray:
+    """A ``(time, y, x)`` block: scenes ``aligned`` read directly, ``others`` from ``other``
+    (their odc-stac block), each in its place in the scene order."""
+    assert block_info is not None
+    (_, _), rows, cols = block_info[None]["array-location"]
+    direct = read_block(hrefs, layouts, patch_url, sources, corner,
+                        block_info={None: {"array-location": [(0, len(hrefs)), rows, cols]}})
+    out = np.empty((len(aligned) + len(others), *direct.shape[1:]), np.uint16)
+    out[aligned] = direct
+    out[others] = other
+    return out
+
+
+def _merged(name: str, items: Sequence[Any], layouts: Sequence[Layout], aligned: list[int],
+            others: list[int], other: da.Array, chunks: tuple, patch_url: Callable[[str], str] | None,
+            grid: Grid) -> da.Array:
+    """One task per tile for a time axis in one chunk: direct reads and odc-stac's blocks of
+    the other scenes merged in scene order (no concatenate / reorder / rechunk graph)."""
+    hrefs = [items[i].assets[name].href for i in aligned]
+    lays = [layouts[i] for i in aligned]
+    sources = [(items[i].id, name) for i in aligned]
+    corner = (grid.affine[2], grid.affine[5], grid.resolution)
+    other = other.rechunk((-1, *chunks[1:]))
+    pos_a, pos_o = np.array(aligned), np.array(others)
+    token = tokenize(hrefs, lays, chunks, patch_url, corner, other.name, pos_a)
+    return da.map_blocks(_merge_block, other, hrefs, lays, patch_url, sources, corner, pos_a,
+                         pos_o, chunks=chunks, dtype=np.uint16,
+                         meta=np.empty((0, 0, 0), np.uint16), name=f"lcgee-read-{name}-merged-{token}")
+
+
 def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
                     patch_url: Callable[[str], str] | None = None, *,
                     load_subset: Callable[[list[Any]], xr.Dataset] | None = None) -> xr.Dataset:
@@ -214,6 +247,11 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
         others = [i for i in range(len(items)) if i not in set(aligned)]
         if subset is None:
             subset = load_subset([items[i] for i in others])
+        if len(var.data.chunks[0]) == 1:  # every scene of a tile in one task
+            out[name] = var.copy(data=_merged(str(name), items, layouts, aligned, others,
+                                              subset[name].data, var.data.chunks, patch_url,
+                                              grid))
+            continue
         step = min(max(var.data.chunks[0]), len(aligned))
         tchunks = tuple(min(step, len(aligned) - i) for i in range(0, len(aligned), step))
         direct = _direct(str(name), [items[i] for i in aligned], [layouts[i] for i in aligned],

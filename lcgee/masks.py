@@ -74,7 +74,8 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
         return xr.DataArray(np.empty((0,) + grid.shape, "float32"), dims=("time", "y", "x")), missing
     ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False)
     prob = ds["probability"]
-    prob = prob.where(prob <= 100).astype("float32")
+    prob = prob.astype("float32")  # exact for uint16; masking in float64 cost a pass more
+    prob = prob.where(prob <= 100)
     return prob, missing
 
 
