@@ -102,12 +102,17 @@ def _asset_hrefs(params, client, items) -> list[tuple[str, str, str]]:
 
 def _read_window(href: str, grid) -> np.ndarray:
     import rasterio
-    from rasterio.windows import from_bounds
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import Window, from_bounds
 
     from lcgee.signing import sign_href
 
     with rasterio.open(sign_href(href)) as src:  # signed when read, as the stages do
-        win = from_bounds(*grid.bounds, transform=src.transform).round_offsets().round_lengths()
+        bounds = grid.bounds
+        if src.crs and src.crs.to_epsg() != grid.epsg:  # a scene of the next UTM zone
+            bounds = transform_bounds(grid.crs, src.crs, *bounds)
+        win = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        win = win.intersection(Window(0, 0, src.width, src.height))
         return src.read(1, window=win)
 
 
@@ -166,22 +171,40 @@ def _upsample(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.repeat(arr, fy, axis=0), fx, axis=1)
 
 
-def check_identical(params, grid, items, hrefs, out_dir: Path) -> dict[str, bool]:
+def check_identical(params, grid, client, items, hrefs, out_dir: Path) -> dict[str, bool]:
     """lcgee's masks, composite bands and count against an independent recomputation."""
+    import odc.stac
     import rasterio
 
-    from lcgee import clouds, masks
-    from lcgee.masks import cloud_params
-    from lcgee.scenes import HARMONIZE_OFFSET, scene_table
+    from lcgee import clouds, fastread, masks
+    from lcgee.masks import PROBABILITY_COLLECTION, cloud_params
+    from lcgee.scenes import HARMONIZE_OFFSET, gee_index, scene_table
+    from lcgee.search import fetch_items
+    from lcgee.signing import sign_href
 
     table = scene_table(items).set_index("id")
     href = {(i, a): h for i, a, h in hrefs}
     read = {}  # (id, asset) -> upsampled array, read lazily
 
+    stac = {it.id: it for it in items}
+    prob_items = {p.id: p for p in fetch_items(client, PROBABILITY_COLLECTION,
+                                               [gee_index(it) for it in items], required=False)}
+
     def get(item_id: str, asset: str) -> np.ndarray:
         key = (item_id, asset)
         if key not in read:
-            read[key] = _upsample(_read_window(href[key], grid), grid.shape)
+            item = (prob_items[gee_index(stac[item_id])] if asset == "probability"
+                    else stac[item_id])
+            if fastread.asset_layout(item, asset, grid) is None:
+                # a scene of another UTM zone: odc-stac's reprojection defines its pixels;
+                # they depend on the tiling (GDAL's approximate transformer per chunk)
+                read[key] = odc.stac.load([item], bands=[asset], geobox=grid.geobox,
+                                          resampling="nearest", dtype="uint16",
+                                          chunks={"x": params.load.chunk,
+                                                  "y": params.load.chunk},
+                                          patch_url=sign_href)[asset].values[0]
+            else:
+                read[key] = _upsample(_read_window(href[key], grid), grid.shape)
         return read.pop(key)
 
     def refl(item_id: str, band: str) -> np.ndarray:
@@ -202,6 +225,7 @@ def check_identical(params, grid, items, hrefs, out_dir: Path) -> dict[str, bool
         ref = clouds.s2cloudless_mask(prob, refl(item_id, "B08"), get(item_id, "SCL"),
                                       sun_azimuth=float(table.loc[item_id, "sun_azimuth"]),
                                       resolution=grid.resolution, origin=origin,
+                                      anchor=origin,  # the grid corner, as the stage anchors
                                       **cloud_params(params.clouds).as_kwargs())
         masks_ok &= bool(np.array_equal(ref, lc_masks[k]))
     with rasterio.open(out_dir / "features.tif") as src:
@@ -278,7 +302,7 @@ def main() -> None:
             floor_s = min(floor_s, floor2_s)
             ids = [it.id for it in items]
             sha = digest(out, ids)
-            checks = {} if args.no_check else check_identical(params, grid, items, hrefs, out)
+            checks = {} if args.no_check else check_identical(params, grid, client, items, hrefs, out)
         cluster.close()
     finally:
         server.stop()
