@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 PROBABILITY_COLLECTION = "s2-cloud-probability"
 
+#: Scenes whose windows one read task fetches (concurrently: HTTP reads are latency-bound) and
+#: :func:`write_masks` computes together, so each read serves all of them once.
+SCENES_PER_READ = 4
+
 
 def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
     """The tutorial preset with the params' overrides applied."""
@@ -60,7 +64,8 @@ def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
 
 
 def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int,
-                     collection: str = PROBABILITY_COLLECTION) -> tuple[xr.DataArray, list[str]]:
+                     collection: str = PROBABILITY_COLLECTION, time_chunk: int = 1
+                     ) -> tuple[xr.DataArray, list[str]]:
     """Cloud probability (0-100, float32, NaN nodata) for the items that have a layer.
 
     Matches items to probability layers by Earth Engine ``system:index``. Returns the layer
@@ -72,7 +77,8 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     missing = [it.id for it, k in zip(items, keys) if k not in have]
     if not found:
         return xr.DataArray(np.empty((0,) + grid.shape, "float32"), dims=("time", "y", "x")), missing
-    ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False)
+    ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False,
+                    time_chunk=time_chunk)
     prob = ds["probability"]
     prob = prob.astype("float32")  # exact for uint16; masking in float64 cost a pass more
     prob = prob.where(prob <= 100)
@@ -128,11 +134,13 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
         ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
         return clouds.scl_masks(ds["SCL"]).assign_coords(id=ds["id"]), []
     if source == "local":
-        prob, missing = load_probability(client, items, grid, chunk=chunk)
+        prob, missing = load_probability(client, items, grid, chunk=chunk,
+                                         time_chunk=SCENES_PER_READ)
         served = [it for it in items if it.id not in set(missing)]
         if not served:
             return None, list(items)
-        ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk)
+        ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk,
+                        time_chunk=SCENES_PER_READ)
         nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
         prob = prob.assign_coords(time=nir["time"].values)
         masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
@@ -220,8 +228,14 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
     lazy = [i for i, (_, _, m) in enumerate(todo) if hasattr(m.data, "dask")]
     for i in sorted(set(range(len(todo))) - set(lazy)):
         write(i, (todo[i][2].data,))  # NumPy masks (Earth Engine downloads)
-    # several scenes computing at once, each written as soon as it is ready
-    compute_each([[todo[i][2].data] for i in lazy], lambda k, values: write(lazy[k], values))
+    # groups of scenes (those one read task serves) computing at once, each written when ready
+    groups = [lazy[k:k + SCENES_PER_READ] for k in range(0, len(lazy), SCENES_PER_READ)]
+
+    def write_group(g: int, values: tuple) -> None:
+        for i, value in zip(groups[g], values):
+            write(i, (value,))
+
+    compute_each([[todo[i][2].data for i in group] for group in groups], write_group)
     if bar is not None:
         bar.close()
     return paths
