@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import dask.array as da
@@ -184,48 +185,61 @@ def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: 
                          name=f"lcgee-read-{name}-{token}")
 
 
-def _merge_block(other: np.ndarray, hrefs: Sequence[str], layouts: Sequence[Layout],
+def _mixed_block(hrefs: Sequence[str | None], layouts: Sequence[Layout | None],
                  patch_url: Callable[[str], str] | None, sources: Sequence[tuple[str, str]],
-                 corner: tuple[float, float, float], aligned: np.ndarray, others: np.ndarray,
-                 *, block_info: dict | None = None) -> np.ndarray:
-    """A ``(time, y, x)`` block: scenes ``aligned`` read directly, ``others`` from ``other``
-    (their odc-stac block), each in its place in the scene order."""
+                 corner: tuple[float, float, float], items: Sequence[Any], grid: Grid,
+                 load_tile: Callable[[Any, Any], np.ndarray], *,
+                 block_info: dict | None = None) -> np.ndarray:
+    """A ``(time, y, x)`` block of scenes some of which are not on the grid's lattice: those are
+    loaded by ``load_tile(item, tile geobox)`` (odc-stac onto exactly this tile, as its own
+    Dask chunk would be), concurrently with the direct reads of the others."""
     assert block_info is not None
-    (_, _), rows, cols = block_info[None]["array-location"]
-    direct = read_block(hrefs, layouts, patch_url, sources, corner,
-                        block_info={None: {"array-location": [(0, len(hrefs)), rows, cols]}})
-    out = np.empty((len(aligned) + len(others), *direct.shape[1:]), np.uint16)
-    out[aligned] = direct
-    out[others] = other
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
+    direct = [t for t in range(t0, t1) if layouts[t] is not None]
+    other = [t for t in range(t0, t1) if layouts[t] is None]
+    tile = grid.geobox[r0:r1, c0:c1]
+    pool = _io_pool()
+    pending = [(t, pool.submit(load_tile, items[t], tile)) for t in other]
+    if direct:
+        got = read_block([hrefs[t] for t in direct], [layouts[t] for t in direct], patch_url,
+                         [sources[t] for t in direct], corner,
+                         block_info={None: {"array-location": [(0, len(direct)), (r0, r1),
+                                                               (c0, c1)]}})
+        out[np.array(direct) - t0] = got
+    for t, future in pending:
+        out[t - t0] = future.result()[0]
     return out
 
 
-def _merged(name: str, items: Sequence[Any], layouts: Sequence[Layout], aligned: list[int],
-            others: list[int], other: da.Array, chunks: tuple, patch_url: Callable[[str], str] | None,
-            grid: Grid) -> da.Array:
-    """One task per tile for a time axis in one chunk: direct reads and odc-stac's blocks of
-    the other scenes merged in scene order (no concatenate / reorder / rechunk graph)."""
-    hrefs = [items[i].assets[name].href for i in aligned]
-    lays = [layouts[i] for i in aligned]
-    sources = [(items[i].id, name) for i in aligned]
+def _mixed(name: str, items: Sequence[Any], layouts: Sequence[Layout | None], chunks: tuple,
+           patch_url: Callable[[str], str] | None, grid: Grid,
+           load_tile: Callable[[Any, Any], np.ndarray]) -> da.Array:
+    """Lazy reads of asset ``name`` when only some scenes are aligned: one task per chunk."""
+    hrefs = [it.assets[name].href if lay is not None else None
+             for it, lay in zip(items, layouts)]
+    sources = [(it.id, name) for it in items]
     corner = (grid.affine[2], grid.affine[5], grid.resolution)
-    other = other.rechunk((-1, *chunks[1:]))
-    pos_a, pos_o = np.array(aligned), np.array(others)
-    token = tokenize(hrefs, lays, chunks, patch_url, corner, other.name, pos_a)
-    return da.map_blocks(_merge_block, other, hrefs, lays, patch_url, sources, corner, pos_a,
-                         pos_o, chunks=chunks, dtype=np.uint16,
-                         meta=np.empty((0, 0, 0), np.uint16), name=f"lcgee-read-{name}-merged-{token}")
+    token = tokenize(hrefs, layouts, chunks, patch_url, corner, [it.id for it in items],
+                     load_tile)
+    return da.map_blocks(_mixed_block, hrefs, layouts, patch_url, sources, corner, list(items),
+                         grid, load_tile, chunks=chunks, dtype=np.uint16,
+                         meta=np.empty((0, 0, 0), np.uint16),
+                         name=f"lcgee-read-{name}-mixed-{token}")
 
 
 def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
                     patch_url: Callable[[str], str] | None = None, *,
-                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None) -> xr.Dataset:
+                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None,
+                    load_tile: Callable[..., np.ndarray] | None = None) -> xr.Dataset:
     """``ds`` (lazy odc-stac load of ``items`` on ``grid``) with aligned assets read directly.
 
     Where every item's asset is aligned (see module docstring) the variable is read directly.
     Where only some are (scenes published in another UTM zone), the aligned ones are read
-    directly and the others come from ``load_subset(other_items)`` -- a lazy odc-stac load of
-    just those items -- in the original scene order. Coordinates, dtype (uint16) and chunks
+    directly and the others come from ``load_tile(item, tile_geobox, name=asset)`` (odc-stac
+    onto one tile, run in the read threads beside the direct reads), or else from
+    ``load_subset(other_items)`` -- a lazy odc-stac load of just those items -- in the
+    original scene order. Coordinates, dtype (uint16) and chunks
     stay those of ``ds``.
     """
     if not ENABLED or not items:
@@ -242,16 +256,15 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
             out[name] = var.copy(data=_direct(str(name), items, layouts, var.data.chunks,
                                               patch_url, grid))
             continue
+        if load_tile is not None:  # odc-stac onto each tile, concurrently with direct reads
+            out[name] = var.copy(data=_mixed(str(name), items, layouts, var.data.chunks,
+                                             patch_url, grid, partial(load_tile, name=str(name))))
+            continue
         if load_subset is None:
             continue
         others = [i for i in range(len(items)) if i not in set(aligned)]
         if subset is None:
             subset = load_subset([items[i] for i in others])
-        if len(var.data.chunks[0]) == 1:  # every scene of a tile in one task
-            out[name] = var.copy(data=_merged(str(name), items, layouts, aligned, others,
-                                              subset[name].data, var.data.chunks, patch_url,
-                                              grid))
-            continue
         step = min(max(var.data.chunks[0]), len(aligned))
         tchunks = tuple(min(step, len(aligned) - i) for i in range(0, len(aligned), step))
         direct = _direct(str(name), [items[i] for i in aligned], [layouts[i] for i in aligned],

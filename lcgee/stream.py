@@ -7,9 +7,10 @@ as it is ready (so file handles never cross threads, and with a remote Dask clus
 results come back to the process that writes the files). Memory stays bounded by ``window``
 pieces, not by the number of pieces.
 
-With a ``distributed`` client active the pieces are submitted to it as futures; otherwise
-each is computed by ``dask.compute`` (the default threaded scheduler) from a small thread
-pool.
+With a ``distributed`` client active the pieces are submitted to it as one graph (pieces
+sharing intermediate keys in separate graphs race the scheduler releasing them) and each
+piece's results are released once consumed; otherwise each piece is computed by
+``dask.compute`` (the default threaded scheduler) from a small thread pool, ``window`` at once.
 """
 
 from __future__ import annotations
@@ -64,37 +65,31 @@ def compute_each(pieces: Sequence[Sequence[Any]], consume: Callable[[int, tuple]
 
 def _distributed(client: Any, pieces: Sequence[Sequence[Any]],
                  consume: Callable[[int, tuple], None], window: int) -> None:
+    """All pieces in one ``client.compute`` (one graph: pieces that share intermediate keys
+    would otherwise race the scheduler releasing them); the scheduler's own root-task
+    queueing bounds what runs at once. Each piece's results are gathered, consumed and
+    released as soon as all of them are ready."""
     from distributed import as_completed
 
-    todo = iter(enumerate(pieces))
-    owner: dict[int, int] = {}  # id(future) -> piece
-    futures: dict[int, list[Any]] = {}
-    left: dict[int, int] = {}
-
-    def submit() -> list[Any]:
-        try:
-            i, piece = next(todo)
-        except StopIteration:
-            return []
-        futures[i] = client.compute(list(piece))
-        left[i] = len(futures[i])
-        for f in futures[i]:
-            owner[id(f)] = i
-        return futures[i]
-
-    running = as_completed([f for _ in range(window) for f in submit()])
+    del window  # the scheduler decides; results are released as they are consumed
+    flat = [(i, obj) for i, piece in enumerate(pieces) for obj in piece]
+    futures = client.compute([obj for _, obj in flat])
+    owner = {id(f): i for f, (i, _) in zip(futures, flat)}
+    by_piece: dict[int, list[Any]] = {}
+    for f, (i, _) in zip(futures, flat):
+        by_piece.setdefault(i, []).append(f)
+    left = {i: len(fs) for i, fs in by_piece.items()}
+    del futures
     try:
-        for future in running:
-            i = owner.pop(id(future))
+        for future in as_completed(list(f for fs in by_piece.values() for f in fs)):
+            i = owner[id(future)]
             left[i] -= 1
             if left[i]:
                 continue
-            values = tuple(f.result() for f in futures.pop(i))
-            del left[i]
-            running.update(submit())
+            values = tuple(f.result() for f in by_piece.pop(i))
             consume(i, values)
     except BaseException:
-        for fs in futures.values():
+        for fs in by_piece.values():
             for f in fs:
                 f.cancel()
         raise
