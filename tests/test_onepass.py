@@ -81,7 +81,7 @@ def test_a_missing_mask_is_named(small_search, small_world, tmp_path):
     client, items = small_search
     params = load_params("params/demo.yaml", {"load.chunk": 128})
     (tmp_path / "masks").mkdir()
-    with pytest.raises(DataError, match="no cloud mask for .* run the 02_clouds stage"):
+    with pytest.raises(DataError, match=r"no cloud mask for .* run the 02_clouds stage"):
         features.build_composite(items[:2], _table(items[:2]), small_world.grid, params,
                                  client=client, masks_dir=tmp_path / "masks")
 
