@@ -40,15 +40,22 @@ from lcgee.stream import compute_each
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
            "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
-           "require_masks"]
+           "require_masks", "scenes_at_once"]
 
 log = logging.getLogger(__name__)
 
 PROBABILITY_COLLECTION = "s2-cloud-probability"
 
-#: Scenes whose windows one read task fetches (concurrently: HTTP reads are latency-bound) and
-#: :func:`write_masks` computes together, so each read serves all of them once.
+#: At most this many scenes' windows are fetched by one read task (concurrently: HTTP reads are
+#: latency-bound) and computed together by :func:`write_masks`, so each read serves them once.
 SCENES_PER_READ = 4
+
+
+def scenes_at_once(grid: Grid, tile: int) -> int:
+    """Scenes per read task and per :func:`write_masks` group: up to :data:`SCENES_PER_READ`,
+    as long as their area stays within 16 tiles (memory bounded by the tile size, not by the
+    AOI: a large AOI goes one scene at a time)."""
+    return max(1, min(SCENES_PER_READ, 16 * tile * tile // max(1, grid.height * grid.width)))
 
 
 def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
@@ -135,12 +142,12 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
         return clouds.scl_masks(ds["SCL"]).assign_coords(id=ds["id"]), []
     if source == "local":
         prob, missing = load_probability(client, items, grid, chunk=chunk,
-                                         time_chunk=SCENES_PER_READ)
+                                         time_chunk=scenes_at_once(grid, chunk))
         served = [it for it in items if it.id not in set(missing)]
         if not served:
             return None, list(items)
         ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk,
-                        time_chunk=SCENES_PER_READ)
+                        time_chunk=scenes_at_once(grid, chunk))
         nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
         prob = prob.assign_coords(time=nir["time"].values)
         masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
@@ -229,7 +236,9 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
     for i in sorted(set(range(len(todo))) - set(lazy)):
         write(i, (todo[i][2].data,))  # NumPy masks (Earth Engine downloads)
     # groups of scenes (those one read task serves) computing at once, each written when ready
-    groups = [lazy[k:k + SCENES_PER_READ] for k in range(0, len(lazy), SCENES_PER_READ)]
+    tile = max((max(c) for i in lazy[:1] for c in todo[i][2].data.chunks[-2:]), default=1024)
+    step = scenes_at_once(grid, tile)
+    groups = [lazy[k:k + step] for k in range(0, len(lazy), step)]
 
     def write_group(g: int, values: tuple) -> None:
         for i, value in zip(groups[g], values):

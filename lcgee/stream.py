@@ -10,7 +10,8 @@ pieces, not by the number of pieces.
 With a ``distributed`` client active the pieces are submitted to it as one graph (pieces
 sharing intermediate keys in separate graphs race the scheduler releasing them) and each
 piece's results are released once consumed; otherwise each piece is computed by
-``dask.compute`` (the default threaded scheduler) from a small thread pool, ``window`` at once.
+``dask.compute`` (the default threaded scheduler) from a small thread pool, ``window`` at once
+(default 1: the piece's compute uses every core, and the previous piece is written meanwhile).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def compute_each(pieces: Sequence[Sequence[Any]], consume: Callable[[int, tuple]
     if not pieces:
         return
     client = _client()
-    window = max(1, window or default_window(client))
+    # threaded scheduler: one piece computes (on all cores) while the previous one is consumed;
+    # more pieces at once raised bench/scale.py's peak memory over its bound
+    window = max(1, window or (default_window(client) if client is not None else 1))
     if client is not None:
         _distributed(client, pieces, consume, window)
     else:
