@@ -35,7 +35,7 @@ def pipeline(size: int, chunk: int, stac_url: str, root: str) -> dict:
     from lcgee.params import load_params
 
     params = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml",
-                         {"load.chunk": chunk})
+                         {"load.chunk": chunk, "clouds.source": "local"})  # auto, resolved
     world = World.open(Path(root))
     grid = world.grid.window(0, 0, size, size)
     client = search.open_client(stac_url)

@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from lcgee.errors import DataError, ParamsError
+from lcgee.morphology import dilate_disk
 
 __all__ = [
     "AGGRESSIVE",
@@ -210,7 +210,7 @@ def _dilate(image: np.ndarray, radius: float) -> np.ndarray:
         return np.zeros_like(image)
     if image.all() or radius <= 0:
         return image.copy()
-    return ndimage.distance_transform_edt(~image) <= radius + _EPS
+    return dilate_disk(image, radius, _EPS)  # == distance_transform_edt(~image) <= radius + eps
 
 
 def _erode(image: np.ndarray, radius: float) -> np.ndarray:

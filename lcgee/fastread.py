@@ -19,7 +19,9 @@ in GDAL's block cache (up to 5 % of RAM), which broke the memory bound of ``benc
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import dask.array as da
@@ -121,8 +123,9 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     configure_gdal()  # GDAL's HTTP retries, also in worker processes of a remote cluster
     (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
     out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
-    for k, (href, (f, row0, col0, _, _, declared)) in enumerate(zip(hrefs[t0:t1],
-                                                                     layouts[t0:t1])):
+
+    def one(k: int) -> None:
+        href, (f, row0, col0, _, _, declared) = hrefs[t0 + k], layouts[t0 + k]
         item_id, asset = sources[t0 + k] if sources else ("?", "?")
         url = sign_href(href)
         try:
@@ -143,7 +146,30 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
         if f > 1:
             pix = pix[np.ix_(rows - rows[0], cols - cols[0])]
         out[k] = pix
+
+    if t1 - t0 == 1:
+        one(0)
+    else:  # HTTP reads wait on the network, not the CPU: several scenes at once
+        list(_io_pool().map(one, range(t1 - t0)))
     return out
+
+
+def _io_pool() -> Any:
+    """Threads this process reads scenes' windows with (``LCGEE_READ_THREADS``, default 8):
+    reads over HTTP are latency-bound, so a task reads its scenes concurrently."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(int(os.environ.get("LCGEE_READ_THREADS", "8")),
+                                       thread_name_prefix="lcgee-read")
+        return _POOL
+
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
 
 
 def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: tuple,
@@ -158,15 +184,61 @@ def _direct(name: str, items: Sequence[Any], layouts: Sequence[Layout], chunks: 
                          name=f"lcgee-read-{name}-{token}")
 
 
+def _mixed_block(hrefs: Sequence[str | None], layouts: Sequence[Layout | None],
+                 patch_url: Callable[[str], str] | None, sources: Sequence[tuple[str, str]],
+                 corner: tuple[float, float, float], items: Sequence[Any], grid: Grid,
+                 load_tile: Callable[[Any, Any], np.ndarray], *,
+                 block_info: dict | None = None) -> np.ndarray:
+    """A ``(time, y, x)`` block of scenes some of which are not on the grid's lattice: those are
+    loaded by ``load_tile(item, tile geobox)`` (odc-stac onto exactly this tile, as its own
+    Dask chunk would be), concurrently with the direct reads of the others."""
+    assert block_info is not None
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint16)
+    direct = [t for t in range(t0, t1) if layouts[t] is not None]
+    other = [t for t in range(t0, t1) if layouts[t] is None]
+    tile = grid.geobox[r0:r1, c0:c1]
+    pool = _io_pool()
+    pending = [(t, pool.submit(load_tile, items[t], tile)) for t in other]
+    if direct:
+        got = read_block([hrefs[t] for t in direct], [layouts[t] for t in direct], patch_url,
+                         [sources[t] for t in direct], corner,
+                         block_info={None: {"array-location": [(0, len(direct)), (r0, r1),
+                                                               (c0, c1)]}})
+        out[np.array(direct) - t0] = got
+    for t, future in pending:
+        out[t - t0] = future.result()[0]
+    return out
+
+
+def _mixed(name: str, items: Sequence[Any], layouts: Sequence[Layout | None], chunks: tuple,
+           patch_url: Callable[[str], str] | None, grid: Grid,
+           load_tile: Callable[[Any, Any], np.ndarray]) -> da.Array:
+    """Lazy reads of asset ``name`` when only some scenes are aligned: one task per chunk."""
+    hrefs = [it.assets[name].href if lay is not None else None
+             for it, lay in zip(items, layouts)]
+    sources = [(it.id, name) for it in items]
+    corner = (grid.affine[2], grid.affine[5], grid.resolution)
+    token = tokenize(hrefs, layouts, chunks, patch_url, corner, [it.id for it in items],
+                     load_tile)
+    return da.map_blocks(_mixed_block, hrefs, layouts, patch_url, sources, corner, list(items),
+                         grid, load_tile, chunks=chunks, dtype=np.uint16,
+                         meta=np.empty((0, 0, 0), np.uint16),
+                         name=f"lcgee-read-{name}-mixed-{token}")
+
+
 def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
                     patch_url: Callable[[str], str] | None = None, *,
-                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None) -> xr.Dataset:
+                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None,
+                    load_tile: Callable[..., np.ndarray] | None = None) -> xr.Dataset:
     """``ds`` (lazy odc-stac load of ``items`` on ``grid``) with aligned assets read directly.
 
     Where every item's asset is aligned (see module docstring) the variable is read directly.
     Where only some are (scenes published in another UTM zone), the aligned ones are read
-    directly and the others come from ``load_subset(other_items)`` -- a lazy odc-stac load of
-    just those items -- in the original scene order. Coordinates, dtype (uint16) and chunks
+    directly and the others come from ``load_tile(item, tile_geobox, name=asset)`` (odc-stac
+    onto one tile, run in the read threads beside the direct reads), or else from
+    ``load_subset(other_items)`` -- a lazy odc-stac load of just those items -- in the
+    original scene order. Coordinates, dtype (uint16) and chunks
     stay those of ``ds``.
     """
     if not ENABLED or not items:
@@ -182,6 +254,10 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
         if len(aligned) == len(items):
             out[name] = var.copy(data=_direct(str(name), items, layouts, var.data.chunks,
                                               patch_url, grid))
+            continue
+        if load_tile is not None:  # odc-stac onto each tile, concurrently with direct reads
+            out[name] = var.copy(data=_mixed(str(name), items, layouts, var.data.chunks,
+                                             patch_url, grid, partial(load_tile, name=str(name))))
             continue
         if load_subset is None:
             continue

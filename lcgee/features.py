@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lcgee import clouds, composite, indices
+from lcgee import clouds, composite, indices, onepass
 from lcgee.cloudsource import has_probability_layer
 from lcgee.errors import DataWarning
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout
 from lcgee.load import load_stack, reflectance
-from lcgee.masks import load_probability, read_masks
+from lcgee.masks import load_probability, read_masks, require_masks
 from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
 
@@ -63,15 +63,36 @@ def build_composite(items: Sequence[Any], table: pd.DataFrame, grid: Grid, param
     bands = list(params.features.bands)
     ds = load_stack(items, grid, bands, engine=params.load.engine, chunk=params.load.chunk,
                     time_chunk=-1)
+    method = params.composite.method
+    if method == "median":  # DN -> masked reflectance -> median + count in one pass per tile
+        return _median_one_pass(ds, bands, [it.id for it in items], masks_dir,
+                                params.features.indices)
     stack = reflectance(ds, bands)
     mask = read_masks(masks_dir, [it.id for it in items], chunk=params.load.chunk)
     mask = mask.assign_coords(time=stack["time"].values, y=stack["y"], x=stack["x"])
     stack = clouds.apply_mask(stack, mask)
-    method = params.composite.method
     score = _score(items, table, grid, params, client, stack) if method == "best" else None
     return features_from_stack(stack, method, index_names=params.features.indices, score=score,
                                period=params.composite.period,
                                empty_period=params.composite.empty_period)
+
+
+def _median_one_pass(ds: xr.Dataset, bands: list[str], ids: list[str], masks_dir: Path,
+                     index_names: Sequence[str]) -> CompositeResult:
+    """The median composite and count from the loaded DN (:mod:`lcgee.onepass`): the same
+    values as :func:`features_from_stack` on the masked reflectance stack."""
+    like = ds[bands[0]]
+    require_masks(masks_dir, ids)
+    mask = onepass.lazy_masks(masks_dir, ids, like)
+    data, count = onepass.median_from_dn([ds[b].data for b in bands], mask,
+                                         ds["offset"].values)
+    coords = {"y": like["y"], "x": like["x"]}
+    image = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": bands, **coords})
+    feats = indices.compute_indices(image, indices_for(bands, index_names))
+    return CompositeResult(features=feats.astype("float32"),
+                           count=xr.DataArray(count, dims=("y", "x"), coords=coords,
+                                              name="count"),
+                           monthly=None, method="median")
 
 
 def features_from_stack(stack: xr.DataArray, method: str = "median", *,

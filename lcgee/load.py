@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -115,8 +116,21 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
     ds = odc_load(items)
     # Assets on the grid's lattice are read directly (same values, a third of the time);
     # scenes of another UTM zone keep odc-stac's reprojection.
-    ds = replace_aligned(ds, items, grid, patch_url, load_subset=odc_load)
+    ds = replace_aligned(ds, items, grid, patch_url, load_subset=odc_load,
+                         load_tile=partial(_odc_tile, assets=list(assets), patch_url=patch_url))
     return ds.drop_vars("spatial_ref", errors="ignore")
+
+
+def _odc_tile(item: Any, geobox: Any, *, name: str, assets: list[str],
+              patch_url: Callable[[str], str] | None) -> np.ndarray:
+    """One scene's asset ``name`` loaded by odc-stac onto ``geobox`` (a tile of the grid), with
+    the arguments :func:`_load_odc` gives its lazy load: the pixels of that load's chunk."""
+    import odc.stac
+
+    ds = odc.stac.load([item], bands=[name], geobox=geobox, groupby="id", resampling="nearest",
+                       dtype="uint16", patch_url=patch_url, driver=guarded_driver([item], assets),
+                       preserve_original_order=True, fail_on_error=True)
+    return ds[name].values
 
 
 def _load_stackstac(items: Sequence[Any], grid: Grid, assets: Sequence[str],

@@ -37,14 +37,27 @@ from lcgee.params import CloudParams
 from lcgee.raster import read_cog, write_cog
 from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
+from lcgee.stream import compute_each
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
            "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
-           "SourceComparison", "compare_sources", "MaskQuality", "quality_against_truth"]
+           "SourceComparison", "compare_sources", "MaskQuality", "quality_against_truth",
+           "require_masks", "scenes_at_once"]
 
 log = logging.getLogger(__name__)
 
 PROBABILITY_COLLECTION = "s2-cloud-probability"
+
+#: At most this many scenes' windows are fetched by one read task (concurrently: HTTP reads are
+#: latency-bound) and computed together by :func:`write_masks`, so each read serves them once.
+SCENES_PER_READ = 4
+
+
+def scenes_at_once(grid: Grid, tile: int) -> int:
+    """Scenes per read task and per :func:`write_masks` group: up to :data:`SCENES_PER_READ`,
+    as long as their area stays within 16 tiles (memory bounded by the tile size, not by the
+    AOI: a large AOI goes one scene at a time)."""
+    return max(1, min(SCENES_PER_READ, 16 * tile * tile // max(1, grid.height * grid.width)))
 
 
 def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
@@ -60,7 +73,8 @@ def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
 
 
 def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int,
-                     collection: str = PROBABILITY_COLLECTION) -> tuple[xr.DataArray, list[str]]:
+                     collection: str = PROBABILITY_COLLECTION, time_chunk: int = 1
+                     ) -> tuple[xr.DataArray, list[str]]:
     """Cloud probability (0-100, float32, NaN nodata) for the items that have a layer.
 
     Matches items to probability layers by Earth Engine ``system:index``. Returns the layer
@@ -72,9 +86,11 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     missing = [it.id for it, k in zip(items, keys) if k not in have]
     if not found:
         return xr.DataArray(np.empty((0,) + grid.shape, "float32"), dims=("time", "y", "x")), missing
-    ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False)
+    ds = load_stack(found, grid, ["probability"], chunk=chunk, scene_coords=False,
+                    time_chunk=time_chunk)
     prob = ds["probability"]
-    prob = prob.where(prob <= 100).astype("float32")
+    prob = prob.astype("float32")  # exact for uint16; masking in float64 cost a pass more
+    prob = prob.where(prob <= 100)
     return prob, missing
 
 
@@ -127,11 +143,13 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
         ds = load_stack(items, grid, ["SCL"], engine=engine, chunk=chunk)
         return clouds.scl_masks(ds["SCL"]).assign_coords(id=ds["id"]), []
     if source == "local":
-        prob, missing = load_probability(client, items, grid, chunk=chunk)
+        prob, missing = load_probability(client, items, grid, chunk=chunk,
+                                         time_chunk=scenes_at_once(grid, chunk))
         served = [it for it in items if it.id not in set(missing)]
         if not served:
             return None, list(items)
-        ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk)
+        ds = load_stack(served, grid, ["B08", "SCL"], engine=engine, chunk=chunk,
+                        time_chunk=scenes_at_once(grid, chunk))
         nir = reflectance(ds, ["B08"]).sel(band="B08", drop=True)
         prob = prob.assign_coords(time=nir["time"].values)
         masks = clouds.local_masks(prob, nir, ds["SCL"], sun_azimuth=ds["sun_azimuth"].values,
@@ -198,31 +216,56 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
         for old in directory.glob("*.tif"):
             old.unlink()
         write_text(key_file, key + "\n")
-    paths = []
-    iterator: Any = masks
+    paths = [directory / f"{item_id}.tif" for item_id, _, _ in masks]
+    todo = [(path, source, mask) for path, (_, source, mask) in zip(paths, masks)
+            if not path.exists()]
+    bar: Any = None
     if progress:
         from tqdm.std import tqdm
 
-        iterator = tqdm(masks, desc="cloud masks", unit="scene")
-    for item_id, source, mask in iterator:
-        path = directory / f"{item_id}.tif"
-        if not path.exists():
-            write_cog(path, mask.values.astype("uint8"), grid, nodata=int(clouds.NODATA),
-                      band_names=["cloud_mask"], tags={"source": source,
-                                                       "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
-        paths.append(path)
+        bar = tqdm(total=len(masks), initial=len(masks) - len(todo), desc="cloud masks",
+                   unit="scene")
+
+    def write(i: int, values: tuple) -> None:
+        path, source, _ = todo[i]
+        write_cog(path, np.asarray(values[0]).astype("uint8"), grid, nodata=int(clouds.NODATA),
+                  band_names=["cloud_mask"], tags={"source": source,
+                                                   "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
+        if bar is not None:
+            bar.update()
+
+    lazy = [i for i, (_, _, m) in enumerate(todo) if hasattr(m.data, "dask")]
+    for i in sorted(set(range(len(todo))) - set(lazy)):
+        write(i, (todo[i][2].data,))  # NumPy masks (Earth Engine downloads)
+    # groups of scenes (those one read task serves) computing at once, each written when ready
+    tile = max((max(c) for i in lazy[:1] for c in todo[i][2].data.chunks[-2:]), default=1024)
+    step = scenes_at_once(grid, tile)
+    groups = [lazy[k:k + step] for k in range(0, len(lazy), step)]
+
+    def write_group(g: int, values: tuple) -> None:
+        for i, value in zip(groups[g], values):
+            write(i, (value,))
+
+    compute_each([[todo[i][2].data for i in group] for group in groups], write_group)
+    if bar is not None:
+        bar.close()
     return paths
 
 
 def read_masks(directory: Path, ids: Sequence[str], *, chunk: int = 1024) -> xr.DataArray:
     """The masks of ``ids`` as a lazy uint8 ``(time, y, x)`` array (time = position in ids)."""
-    missing = [i for i in ids if not (directory / f"{i}.tif").is_file()]
-    if missing:
-        raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
-                        where=str(directory), fix="run the 02_clouds stage first")
+    require_masks(directory, ids)
     layers = [read_cog(directory / f"{i}.tif", chunks=chunk).isel(band=0, drop=True)
               for i in ids]
     return xr.concat(layers, dim="time").assign_coords(id=("time", list(ids)))
+
+
+def require_masks(directory: Path, ids: Sequence[str]) -> None:
+    """A DataError unless every scene of ``ids`` has its mask COG in ``directory``."""
+    missing = [i for i in ids if not (Path(directory) / f"{i}.tif").is_file()]
+    if missing:
+        raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
+                        where=str(directory), fix="run the 02_clouds stage first")
 
 
 def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]

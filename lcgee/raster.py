@@ -14,6 +14,7 @@ import xarray as xr
 
 from lcgee.files import atomic_path
 from lcgee.grid import Grid
+from lcgee.stream import compute_each
 
 __all__ = ["CogSpec", "write_cog", "write_cogs", "read_cog"]
 
@@ -52,8 +53,9 @@ def write_cog(path: str | Path, data: np.ndarray | xr.DataArray, grid: Grid, *,
 def write_cogs(specs: Sequence[CogSpec], grid: Grid, *, compress: str = "DEFLATE") -> None:
     """Write several COGs on ``grid`` in one pass, each atomically.
 
-    Dask-backed data is computed one spatial tile at a time, all arrays of a tile together
-    (shared inputs are read once), so memory is bounded by the tile, not by the grid.
+    Dask-backed data is computed by spatial tiles, all arrays of a tile together (shared
+    inputs are read once), a few tiles at once (:func:`lcgee.stream.compute_each`), each
+    written as soon as it is ready; memory is bounded by those tiles, not by the grid.
     """
     import rasterio
     from rasterio.shutil import copy as rio_copy
@@ -106,7 +108,6 @@ def _describe(dst: Any, spec: CogSpec) -> None:
 
 def _write_tiles(dsts: list[Any], arrays: list[Any]) -> None:
     """NumPy arrays at once; Dask arrays tile by tile along the first one's chunks."""
-    import dask
     from rasterio.windows import Window
 
     lazy = [hasattr(a, "dask") for a in arrays]
@@ -117,16 +118,19 @@ def _write_tiles(dsts: list[Any], arrays: list[Any]) -> None:
     if not todo:
         return
     rows, cols = todo[0][1].chunks[1], todo[0][1].chunks[2]
-    row = 0
-    for height in rows:
-        col = 0
-        for width in cols:
-            blocks = dask.compute(*[a[:, row:row + height, col:col + width] for _, a in todo])
-            for (dst, _), block in zip(todo, blocks):
-                dst.write(np.asarray(block).astype(dst.dtypes[0], copy=False),
-                          window=Window(col, row, width, height))
-            col += width
-        row += height
+    row_starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int)
+    col_starts = np.concatenate([[0], np.cumsum(cols)[:-1]]).astype(int)
+    windows = [Window(int(c), int(r), w, h) for r, h in zip(row_starts, rows)
+               for c, w in zip(col_starts, cols)]
+    pieces = [[a[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
+               for _, a in todo] for w in windows]
+
+    def write(i: int, blocks: tuple) -> None:
+        for (dst, _), block in zip(todo, blocks):
+            dst.write(np.asarray(block).astype(dst.dtypes[0], copy=False), window=windows[i])
+
+    # a few tiles computing at once, each written (in this thread) as soon as it is ready
+    compute_each(pieces, write)
 
 
 def read_cog(path: str | Path, *, chunks: int | None = 1024, masked: bool = False) -> xr.DataArray:

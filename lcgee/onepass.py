@@ -1,0 +1,172 @@
+"""The median composite straight from DN: harmonize, scale, mask and take the median in one pass.
+
+:func:`lcgee.features.build_composite` used to build the float32 reflectance stack
+(:func:`lcgee.load.reflectance`), NaN it under the masks (:func:`lcgee.clouds.apply_mask`) and
+reduce it (:func:`lcgee.composite.median`, :func:`lcgee.composite.valid_count`): several full
+passes over every tile's time series, each allocating a float32 copy. Here one numba kernel per
+band and tile reads the uint16 DN block and the uint8 mask block once and fills the sorting
+network's tile directly with the same float32 arithmetic -- ``max(float32(dn) - shift, 0) /
+10000`` where ``dn != 0`` and the mask is CLEAR, else invalid -- so the medians are the same
+bits as before (and as ``numpy.nanmedian``). Each band's task also returns the valid times as
+bits (``(ceil(T / 8), y, x)`` uint8); the count (times valid in every band) ANDs those, so no
+task needs all bands' DN at once and memory stays that of one band's tile per task.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask.array as da
+import numba
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from lcgee.clouds import CLEAR
+from lcgee.composite import _sorting_network
+from lcgee.scenes import HARMONIZE_OFFSET
+
+__all__ = ["median_from_dn", "read_mask_block", "lazy_masks"]
+
+_WIDTH = 1024  # pixels sorted together (as lcgee.composite's kernel for ~24 scenes)
+
+
+@numba.njit(nogil=True, cache=True)
+def _band_kernel(dn: np.ndarray, mask: np.ndarray, shift: np.ndarray, pairs: np.ndarray,
+                 width: int, clear: int, out: np.ndarray, bits: np.ndarray) -> None:
+    """``dn`` (T, P) uint16, ``mask`` (T, P) uint8 -> median ``out`` (P,), valid ``bits``."""
+    n_time, n_pix = dn.shape
+    tile = np.empty((max(n_time, 1), width), np.float32)
+    count = np.empty(width, np.int64)
+    zero = np.float32(0.0)
+    scale = np.float32(10000.0)
+    for start in range(0, n_pix, width):
+        w = min(width, n_pix - start)
+        for p in range(w):
+            count[p] = 0
+        for t in range(n_time):
+            s = shift[t]
+            bit = np.uint8(1 << (t & 7))
+            src = dn[t]
+            m = mask[t]
+            dst = tile[t]
+            bt = bits[t >> 3]
+            for p in range(w):
+                d = src[start + p]
+                if d != 0 and m[start + p] == clear:
+                    v = np.float32(d) - s
+                    if v < zero:
+                        v = zero
+                    dst[p] = v / scale
+                    count[p] += 1
+                    bt[start + p] |= bit
+                else:
+                    dst[p] = np.float32(np.inf)  # invalid values sort last
+        for k in range(pairs.shape[0]):
+            low_row = tile[pairs[k, 0]]
+            high_row = tile[pairs[k, 1]]
+            for p in range(w):
+                x = low_row[p]
+                y = high_row[p]
+                low_row[p] = min(x, y)
+                high_row[p] = max(x, y)
+        for p in range(w):
+            n = count[p]
+            if n == 0:
+                out[start + p] = np.float32(np.nan)
+                continue
+            half = n // 2
+            low = tile[half - 1 + n % 2, p]  # odd n: the middle value twice, as numpy does
+            high = tile[half, p]
+            total = np.float32(np.float32(np.float32(0.0) + low) + high)  # numpy's order
+            out[start + p] = np.float32(total / np.float32(2.0))
+
+
+@numba.njit(nogil=True, cache=True)
+def _popcount_and(bits: np.ndarray, out: np.ndarray) -> None:
+    """``bits`` (B, nbytes, P) uint8 -> ``out`` (P,) uint16: set bits of the AND over B."""
+    n_band, n_bytes, n_pix = bits.shape
+    for p in range(n_pix):
+        total = 0
+        for j in range(n_bytes):
+            v = np.uint8(0xFF)
+            for b in range(n_band):
+                v &= bits[b, j, p]
+            while v:
+                v &= np.uint8(v - np.uint8(1))
+                total += 1
+        out[p] = total
+
+
+def _band_block(dn: np.ndarray, mask: np.ndarray, shift: np.ndarray) -> tuple:
+    """One band's tile: ``(median (y, x) float32, valid bits (nbytes, y, x) uint8)``."""
+    n_time, height, width = dn.shape
+    out = np.empty(height * width, np.float32)
+    bits = np.zeros(((n_time + 7) // 8, height * width), np.uint8)
+    _band_kernel(np.ascontiguousarray(dn).reshape(n_time, -1),
+                 np.ascontiguousarray(mask).reshape(n_time, -1), shift,
+                 _sorting_network(max(n_time, 1)), _WIDTH, CLEAR, out, bits)
+    return out.reshape(height, width), bits.reshape(-1, height, width)
+
+
+def _count_block(*bits: np.ndarray) -> np.ndarray:
+    stacked = np.ascontiguousarray(np.stack(bits))
+    n_band, n_bytes, height, width = stacked.shape
+    out = np.empty(height * width, np.uint16)
+    _popcount_and(stacked.reshape(n_band, n_bytes, -1), out)
+    return out.reshape(height, width)
+
+
+def median_from_dn(dn: Sequence[da.Array], mask: da.Array, offset: np.ndarray
+                   ) -> tuple[da.Array, da.Array]:
+    """``(composite (B, y, x) float32, count (y, x) uint16)`` from DN stacks and masks.
+
+    ``dn``: one ``(time, y, x)`` uint16 Dask array per band (0 = nodata), time in one chunk;
+    ``mask``: ``(time, y, x)`` uint8 cloud-mask codes on the same chunks; ``offset``: per time,
+    whether the scene's DN carry the +1000 harmonization offset. Values equal
+    ``composite.median`` and ``composite.valid_count`` of the masked reflectance stack.
+    """
+    shift = np.where(np.asarray(offset, bool), HARMONIZE_OFFSET, 0).astype(np.float32)
+    n_bytes = (mask.shape[0] + 7) // 8
+    spatial = mask.chunks[1:]
+    medians, bits = [], []
+    for band in dn:
+        band = band.rechunk((-1, *spatial))
+        pair = da.map_blocks(_band_block, band, mask, shift, drop_axis=0, dtype=object,
+                             meta=np.empty((0, 0), object),
+                             name=f"lcgee-onepass-{tokenize(band, mask, shift)}")
+        medians.append(pair.map_blocks(operator.getitem, 0, dtype=np.float32,
+                                       meta=np.empty((0, 0), np.float32)))
+        bits.append(pair.map_blocks(operator.getitem, 1, dtype=np.uint8, new_axis=0,
+                                    chunks=((n_bytes,), *spatial),
+                                    meta=np.empty((0, 0, 0), np.uint8)))
+    count = da.map_blocks(_count_block, *bits, drop_axis=0, dtype=np.uint16,
+                          meta=np.empty((0, 0), np.uint16))
+    return da.stack(medians), count
+
+
+def read_mask_block(paths: Sequence[str], *, block_info: dict | None = None) -> np.ndarray:
+    """``(time, y, x)`` uint8 window of the scenes' mask COGs (one per path, on the grid)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    assert block_info is not None
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint8)
+    for k, path in enumerate(paths[t0:t1]):
+        with rasterio.open(path) as src:
+            src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), out=out[k])
+    return out
+
+
+def lazy_masks(directory: Path, ids: Sequence[str], like: xr.DataArray) -> da.Array:
+    """The written masks of ``ids`` as a ``(time, y, x)`` uint8 Dask array on ``like``'s
+    spatial chunks, time in one chunk (one task reads every scene's window of a tile)."""
+    paths = [str(Path(directory) / f"{i}.tif") for i in ids]
+    chunks = ((len(paths),), *like.data.chunks[-2:])
+    stamps = [Path(p).stat().st_mtime_ns for p in paths]
+    return da.map_blocks(read_mask_block, paths, chunks=chunks, dtype=np.uint8,
+                         meta=np.empty((0, 0, 0), np.uint8),
+                         name=f"lcgee-masks-{tokenize(paths, stamps, chunks)}")
