@@ -51,6 +51,7 @@ __all__ = [
     "METHODS",
     "Method",
     "best_pixel",
+    "sorted_median",
     "composite",
     "median",
     "monthly_median",
@@ -118,6 +119,16 @@ def _tile_median(
             valid = not np.isnan(v)
             dst[p] = v if valid else np.float32(np.inf)
             count[p] += valid
+    sorted_median(tile, count, pairs, out, start, width)
+
+
+@numba.njit(nogil=True, cache=True)
+def sorted_median(tile: np.ndarray, count: np.ndarray, pairs: np.ndarray, out: np.ndarray,
+                  start: int, width: int) -> None:
+    """``out[start:start + width]`` = median of the first ``count`` values of each column of
+    ``tile`` (invalid values already +inf), after sorting the columns in place with the
+    comparator network ``pairs``; NaN where ``count`` is 0. numpy's arithmetic: the two middle
+    values (the middle one twice for odd counts) summed from +0.0, halved, in float32."""
     for k in range(pairs.shape[0]):
         low_row = tile[pairs[k, 0]]
         high_row = tile[pairs[k, 1]]

@@ -25,7 +25,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from lcgee.clouds import CLEAR
-from lcgee.composite import _sorting_network
+from lcgee.composite import _sorting_network, sorted_median
 from lcgee.scenes import HARMONIZE_OFFSET
 
 __all__ = ["median_from_dn", "read_mask_block", "lazy_masks"]
@@ -64,24 +64,7 @@ def _band_kernel(dn: np.ndarray, mask: np.ndarray, shift: np.ndarray, pairs: np.
                     bt[start + p] |= bit
                 else:
                     dst[p] = np.float32(np.inf)  # invalid values sort last
-        for k in range(pairs.shape[0]):
-            low_row = tile[pairs[k, 0]]
-            high_row = tile[pairs[k, 1]]
-            for p in range(w):
-                x = low_row[p]
-                y = high_row[p]
-                low_row[p] = min(x, y)
-                high_row[p] = max(x, y)
-        for p in range(w):
-            n = count[p]
-            if n == 0:
-                out[start + p] = np.float32(np.nan)
-                continue
-            half = n // 2
-            low = tile[half - 1 + n % 2, p]  # odd n: the middle value twice, as numpy does
-            high = tile[half, p]
-            total = np.float32(np.float32(np.float32(0.0) + low) + high)  # numpy's order
-            out[start + p] = np.float32(total / np.float32(2.0))
+        sorted_median(tile, count, pairs, out, start, w)
 
 
 @numba.njit(nogil=True, cache=True)
