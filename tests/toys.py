@@ -23,3 +23,17 @@ def synthetic(seed=0, shape=(120, 160)):
     X[:, 5:10, 5:10] = np.nan
     lab[0:3] = 0
     return X, lab
+
+
+def masked_stack(client, items, grid, bands, *, chunk=128):
+    """``(cfg, masked)``: the scenes' local s2cloudless masks (aggressive preset) applied to
+    their harmonized reflectance ``bands`` on ``grid`` (lazy), as the composite stage sees them."""
+    from lcgee import clouds, load, masks
+    from lcgee.params import CloudParams
+
+    cfg = CloudParams(source="local", fallback="none", preset="aggressive")
+    got = masks.scene_masks(items, grid, cfg, client=client, chunk=chunk)
+    mask = np.stack([m.values for _, _, m in got])
+    ds = load.load_stack(items, grid, bands, chunk=chunk, time_chunk=-1)
+    stack = load.reflectance(ds, bands)
+    return cfg, clouds.apply_mask(stack, stack.isel(band=0, drop=True).copy(data=mask))

@@ -8,11 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from toys import masked_stack  # tests/toys.py
 
-from lcgee import clouds, composite, ee_stage, load, masks
+from lcgee import composite, ee_stage, masks
 from lcgee.gee import composite as gee_composite
 from lcgee.gee import offline, session
-from lcgee.params import CloudParams, load_params
+from lcgee.params import load_params
 from lcgee.scenes import gee_index
 
 BANDS = ["B02", "B04", "B08", "B11"]
@@ -31,12 +32,7 @@ def setup(small_search, small_world):
 
 def test_scene_composite_equals_local_median(setup):
     client, items, grid = setup
-    cfg = CloudParams(source="local", fallback="none", preset="aggressive")
-    got = masks.scene_masks(items, grid, cfg, client=client, chunk=128)
-    mask = np.stack([m.values for _, _, m in got])
-    ds = load.load_stack(items, grid, BANDS, chunk=128, time_chunk=-1)
-    stack = load.reflectance(ds, BANDS)
-    masked = clouds.apply_mask(stack, stack.isel(band=0, drop=True).copy(data=mask))
+    cfg, masked = masked_stack(client, items, grid, BANDS)
     local = composite.composite(masked, "median")["composite"].values
 
     image = gee_composite.scene_composite([gee_index(it) for it in items], method="median",

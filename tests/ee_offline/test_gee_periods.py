@@ -15,6 +15,8 @@ import xarray as xr
 
 pytest.importorskip("ee")
 
+from toys import masked_stack  # tests/toys.py
+
 from lcgee import clouds, composite, ee_stage
 from lcgee.errors import DataWarning, ParamsError
 from lcgee.features import features_from_stack
@@ -92,18 +94,10 @@ def test_unknown_periods_are_refused_by_name():
 
 @pytest.fixture(scope="module")
 def scenes(small_search, small_world):
-    from lcgee import clouds, load, masks
-    from lcgee.params import CloudParams
-
     client, found = small_search
     items = found[:8]
     grid = small_world.grid
-    cfg = CloudParams(source="local", fallback="none", preset="aggressive")
-    got = masks.scene_masks(items, grid, cfg, client=client, chunk=128)
-    mask = np.stack([m.values for _, _, m in got])
-    ds = load.load_stack(items, grid, BANDS, chunk=128, time_chunk=-1)
-    stack = load.reflectance(ds, BANDS)
-    masked = clouds.apply_mask(stack, stack.isel(band=0, drop=True).copy(data=mask))
+    cfg, masked = masked_stack(client, items, grid, BANDS)
     return client, items, grid, cfg, masked.compute()
 
 

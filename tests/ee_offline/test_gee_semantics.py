@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("ee")
 
 from ee_fakes import pixels  # tests/ee_fakes.py
+from toys import masked_stack  # tests/toys.py
 
 from lcgee.errors import EarthEngineError
 from lcgee.gee import classify, download, live, session
@@ -127,18 +128,10 @@ def _evaluate_composite(image, client, items, grid, bands):
 
 @pytest.fixture(scope="module")
 def scenes(small_search, small_world):
-    from lcgee import clouds, load, masks
-    from lcgee.params import CloudParams
-
     client, found = small_search
     items = found[:8]
     grid = small_world.grid
-    cfg = CloudParams(source="local", fallback="none", preset="aggressive")
-    got = masks.scene_masks(items, grid, cfg, client=client, chunk=128)
-    mask = np.stack([m.values for _, _, m in got])
-    ds = load.load_stack(items, grid, BANDS4, chunk=128, time_chunk=-1)
-    stack = load.reflectance(ds, BANDS4)
-    masked = clouds.apply_mask(stack, stack.isel(band=0, drop=True).copy(data=mask))
+    cfg, masked = masked_stack(client, items, grid, BANDS4)
     return client, items, grid, cfg, masked
 
 
