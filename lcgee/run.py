@@ -33,7 +33,7 @@ from lcgee.secrets import redact, secret_values
 
 __all__ = ["run", "RunResult", "StageResult", "notebook_paths", "NOTEBOOK_PARAMETERS",
            "default_notebooks_dir", "missing_extra", "OPTIONAL_STAGES", "resolve_params",
-           "PACKAGED_NOTEBOOKS"]
+           "PACKAGED_NOTEBOOKS", "not_applicable"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,15 @@ def missing_extra(nb: Path) -> str | None:
             f"pip install -e '.[{extra}]' to run it")
 
 
+def not_applicable(nb: Path, params: Params) -> str | None:
+    """Why ``nb`` does not apply to this run's params, or None."""
+    if nb.stem == "09_water" and params.composite.method == "monthly":
+        return ("the water network reads one composite's bands (water.bands) and this run's "
+                "features are per period (composite.method: monthly); use median or best to "
+                "map water")
+    return None
+
+
 def run(params_file: str | Path, overrides: list[str] | None = None, *,
         out_dir: str | Path | None = None, notebooks_dir: Path | None = None,
         force: bool = False, progress: bool = True) -> RunResult:
@@ -176,7 +185,7 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
     source, previous = _source_digest(), ""
     with run_scope(), _data_endpoint(params, progress) as stac_url:
         for nb in _progress(notebooks, progress):
-            missing = missing_extra(nb)
+            missing = missing_extra(nb) or not_applicable(nb, params)
             if missing:
                 log.warning("stage %s skipped: %s", nb.stem, missing)
                 record.setdefault("skipped", {})[nb.stem] = missing

@@ -155,3 +155,18 @@ def test_every_notebook_parameters_cell_agrees_with_params_model():
         default_params = eval(inferred["params_file"]["default"])  # a string literal
         params = load_params(path.parent / default_params)
         assert params.name == "demo", f"{path.name}: default params must be the demo's"
+
+
+def test_water_stage_is_skipped_with_a_reason_on_monthly_runs(project):
+    """A monthly run's features are per period; notebook 09 would stop the run on them."""
+    (project / "nbs" / "09_water.py").write_text(_nb(
+        "from pathlib import Path\nPath(run_dir, 'water_ran.txt').write_text('1')"))
+    res = runner.run(project / "p.yaml", ["composite.method=monthly"], out_dir=project / "out",
+                     notebooks_dir=project / "nbs", progress=False)
+    assert [s.name for s in res.stages] == ["01_first", "02_second"]
+    assert not (project / "out" / "water_ran.txt").exists()
+    rec = json.loads((project / "out" / "run.json").read_text())
+    assert "composite.method: monthly" in rec["skipped"]["09_water"]
+    # the same notebook runs on a median run
+    _run(project)
+    assert (project / "out" / "water_ran.txt").exists()
