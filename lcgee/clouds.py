@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from lcgee.errors import DataError, ParamsError
 from lcgee.morphology import dilate_disk
@@ -369,7 +370,7 @@ def _check_params(sun_azimuth: float, resolution: float, cld_prb_thresh: float,
 
 
 # ---- Sen2Cor SCL ---------------------------------------------------------------------------
-def scl_mask(scl: Any) -> np.ndarray:
+def scl_mask(scl: ArrayLike) -> np.ndarray:
     """Mask codes from Sen2Cor SCL classes (already on the grid).
 
     CLOUD for 8, 9 (cloud medium / high probability) and 10 (thin cirrus); SHADOW for 3;
@@ -560,8 +561,8 @@ def apply_mask(stack: xr.DataArray, mask: xr.DataArray) -> xr.DataArray:
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-def mask_quality(mask: Any, truth_cloud: Any, truth_shadow: Any,
-                 valid: Any | None = None) -> dict[str, dict[str, float]]:
+def mask_quality(mask: ArrayLike, truth_cloud: ArrayLike, truth_shadow: ArrayLike,
+                 valid: ArrayLike | None = None) -> dict[str, dict[str, float]]:
     """Precision, recall, balanced accuracy of a mask against boolean truths.
 
     Pixels that are NODATA in ``mask`` or False in ``valid`` are left out. Each of ``cloud``,

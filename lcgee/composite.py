@@ -44,6 +44,7 @@ import dask.array as da
 import numba
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from lcgee.errors import DataError, ParamsError
 
@@ -382,7 +383,7 @@ def _period_groups(time: xr.DataArray, period: str) -> tuple[np.ndarray, np.ndar
     return starts.astype("datetime64[ns]"), order, offsets
 
 
-def period_labels(starts: Any, period: str) -> list[str]:
+def period_labels(starts: ArrayLike, period: str) -> list[str]:
     """Feature-name prefixes of periods: ``m202104`` (1M), ``m202103p2`` (2M starting March
     2021), ``s2021JJA`` (seasons, named by the year of their last month)."""
     out = []

@@ -23,7 +23,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,12 @@ from lcgee.scenes import gee_index
 from lcgee.stage import build_grid
 from lcgee.train import load_bundle
 
+if TYPE_CHECKING:  # annotations only
+    from pystac import Item
+    from pystac_client import Client
+
+    from lcgee.demo.world import World
+
 __all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEngineAccess",
            "composite_for_params",
            "chain_flips", "DryRunResult", "dry_run", "LiveClassification",
@@ -57,7 +63,7 @@ __all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEng
 # ----------------------------------------------------------------------------- stand-in
 
 
-def stac_loader(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024,
+def stac_loader(client: Client, items: Sequence[Item], grid: Grid, *, chunk: int = 1024,
                 bands: Sequence[str] = ("B08",)) -> Loader:
     """A loader serving the items' Earth Engine images from a STAC API (the demo world).
 
@@ -100,7 +106,7 @@ def _millis(item: Any) -> float:
     return when.timestamp() * 1000.0
 
 
-def demo_earth_engine(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int = 1024
+def demo_earth_engine(client: Client, items: Sequence[Item], grid: Grid, *, chunk: int = 1024
                       ) -> OfflineEarthEngine:
     """An :class:`OfflineEarthEngine` over the demo world's scenes: its catalog holds the scenes
     that have a probability layer in the STAC API (as Earth Engine holds those that have an
@@ -124,9 +130,9 @@ class EarthEngineAccess:
     """A sentence saying where Earth Engine results come from (live, stand-in, or why not)."""
 
 
-def earth_engine_options(params: Params, *, cache_dir: Path, client: Any = None,
-                         items: Sequence[Any] = (), grid: Grid | None = None,
-                         world: Any = None) -> EarthEngineAccess:
+def earth_engine_options(params: Params, *, cache_dir: Path, client: Client | None = None,
+                         items: Sequence[Item] = (), grid: Grid | None = None,
+                         world: World | None = None) -> EarthEngineAccess:
     """Options of the ``gee`` source for this run, and a sentence saying where masks come from.
 
     With ``ee.project`` set: a live session (credentials as in
@@ -178,7 +184,7 @@ def composite_for_params(params: Params, grid: Grid) -> Any:
 
 
 def chain_flips(spec: EEClassifierSpec, params: Params, run_dir: Path, region: Grid, grid: Grid,
-                local_map: np.ndarray, client: Any) -> dict[str, Any]:
+                local_map: np.ndarray, client: Client) -> dict[str, Any]:
     """Evaluate :func:`lcgee.gee.chain.chain_graph` on the run's scenes over ``region`` and count
     the labels that differ from ``local_map`` (``compared``: pixels either side classified)."""
     method = params.composite.method
@@ -249,7 +255,7 @@ class DryRunResult:
         return int(self.table["disagreements"].sum())
 
 
-def dry_run(run_dir: Path, *, region: str | None = None, client: Any = None) -> DryRunResult:
+def dry_run(run_dir: Path, *, region: str | None = None, client: Client | None = None) -> DryRunResult:
     """The whole dry run on a finished run directory (needs 05_train and 06_predict outputs).
 
     Writes ``model/ee_classifier.json``, ``model/ee_graph.json`` and ``model/holdout.parquet``

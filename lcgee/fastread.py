@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
@@ -35,6 +35,9 @@ from lcgee.grid import Grid
 from lcgee.integrity import BadAsset, read_error, reason, without_query
 from lcgee.signing import sign_href
 
+if TYPE_CHECKING:  # annotations only
+    from pystac import Item
+
 __all__ = ["ENABLED", "asset_layout", "replace_aligned", "read_block"]
 
 #: Switch for tests and comparisons: False leaves every variable to odc-stac.
@@ -44,7 +47,7 @@ ENABLED = True
 Layout = tuple[int, int, int, int, int, Any]  # factor, row0, col0, height, width, nodata
 
 
-def asset_layout(item: Any, asset: str, grid: Grid) -> Layout | None:
+def asset_layout(item: Item, asset: str, grid: Grid) -> Layout | None:
     """``(factor, row0, col0, height, width, declared nodata)`` of an aligned asset, else None.
 
     ``row0`` / ``col0``: the grid's top-left corner in grid pixels from the asset's corner.

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 import numpy as np
@@ -38,6 +38,12 @@ from lcgee.raster import read_cog, write_cog
 from lcgee.scenes import gee_index
 from lcgee.search import fetch_items
 from lcgee.stream import compute_each
+
+if TYPE_CHECKING:  # annotations only
+    from pystac import Item
+    from pystac_client import Client
+
+    from lcgee.demo.world import World
 
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
            "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
@@ -72,7 +78,7 @@ def cloud_params(cfg: CloudParams) -> clouds.CloudMaskParams:
     return clouds.CloudMaskParams.from_mapping(out)
 
 
-def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: int,
+def load_probability(client: Client, items: Sequence[Item], grid: Grid, *, chunk: int,
                      collection: str = PROBABILITY_COLLECTION, time_chunk: int = 1
                      ) -> tuple[xr.DataArray, list[str]]:
     """Cloud probability (0-100, float32, NaN nodata) for the items that have a layer.
@@ -94,7 +100,7 @@ def load_probability(client: Any, items: Sequence[Any], grid: Grid, *, chunk: in
     return prob, missing
 
 
-def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
+def _earth_engine_masks(items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
                         cache_dir: Path | None = None,
                         connection: EarthEngineConnection | None = None, workers: int = 8,
                         retries: int = 6, progress: bool = True
@@ -130,8 +136,8 @@ def _earth_engine_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
     return masks.rename("cloud_mask").assign_attrs(source="gee"), left
 
 
-def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                  client: Any, chunk: int, engine: str,
+def _source_masks(source: str, items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
+                  client: Client, chunk: int, engine: str,
                   earth_engine: EarthEngineOptions | None = None
                   ) -> tuple[xr.DataArray | None, list[Any]]:
     """Masks from one source for as many items as it can serve; returns (masks, left over)."""
@@ -162,7 +168,7 @@ def _source_masks(source: str, items: Sequence[Any], grid: Grid, cfg: CloudParam
     raise DataError(f"unknown cloud source {source!r}", where="clouds.source")
 
 
-def scene_masks(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+def scene_masks(items: Sequence[Item], grid: Grid, cfg: CloudParams, *, client: Client,
                 chunk: int = 1024, engine: str = "odc-stac",
                 earth_engine: EarthEngineOptions | None = None) -> list[tuple[str, str, xr.DataArray]]:
     """``(item id, source, mask)`` per item; the primary source first, then the fallback.
@@ -268,7 +274,7 @@ def require_masks(directory: Path, ids: Sequence[str]) -> None:
                         where=str(directory), fix="run the 02_clouds stage first")
 
 
-def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]
+def quality_table(world: World, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]
                   ) -> pd.DataFrame:
     """Cloud and shadow precision / recall / balanced accuracy of each source vs the truth.
 
@@ -291,7 +297,7 @@ def quality_table(world: Any, grid: Grid, masks_by_source: dict[str, dict[str, n
     return pd.DataFrame(rows)
 
 
-def masks_by_source(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+def masks_by_source(items: Sequence[Item], grid: Grid, cfg: CloudParams, *, client: Client,
                     chunk: int = 1024, earth_engine: EarthEngineOptions | None = None,
                     have: Sequence[tuple[str, str, xr.DataArray]] = ()
                     ) -> dict[str, dict[str, np.ndarray]]:
@@ -343,7 +349,7 @@ class SourceComparison:
         return f"Earth Engine masks equal to the local ones: {counts[0]} of {counts[1]} scenes"
 
 
-def compare_sources(items: Sequence[Any], grid: Grid, cfg: CloudParams, *, client: Any,
+def compare_sources(items: Sequence[Item], grid: Grid, cfg: CloudParams, *, client: Client,
                     chunk: int = 1024, earth_engine: EarthEngineOptions | None = None,
                     have: Sequence[tuple[str, str, xr.DataArray]] = ()) -> SourceComparison:
     """:func:`masks_by_source` of ``items``, as a :class:`SourceComparison`."""
@@ -369,8 +375,8 @@ class MaskQuality:
         return self.table.pivot(index="kind", columns="source", values="balanced_accuracy")
 
 
-def quality_against_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                          client: Any, out: Path, chunk: int = 1024,
+def quality_against_truth(world: World, items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
+                          client: Client, out: Path, chunk: int = 1024,
                           have: Sequence[tuple[str, str, xr.DataArray]] = (),
                           earth_engine: EarthEngineOptions | None = None) -> MaskQuality:
     """:func:`compare_with_truth` on the demo world, written to ``out`` (JSON records).
@@ -393,8 +399,8 @@ def _compute(masks: Sequence[xr.DataArray]) -> list[np.ndarray]:
     return [np.asarray(a) for a in dask.compute(*[m.data for m in masks])]
 
 
-def compare_with_truth(world: Any, items: Sequence[Any], grid: Grid, cfg: CloudParams, *,
-                       client: Any, chunk: int = 1024,
+def compare_with_truth(world: World, items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
+                       client: Client, chunk: int = 1024,
                        have: Sequence[tuple[str, str, xr.DataArray]] = (),
                        earth_engine: EarthEngineOptions | None = None) -> pd.DataFrame:
     """:func:`quality_table` of the ``local``, ``scl`` (and ``gee``) sources on the demo world.

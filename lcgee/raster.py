@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -15,6 +15,9 @@ import xarray as xr
 from lcgee.files import atomic_path
 from lcgee.grid import Grid
 from lcgee.stream import compute_each
+
+if TYPE_CHECKING:  # annotation only
+    import dask.array as da
 
 __all__ = ["CogSpec", "write_cog", "write_cogs", "read_cog"]
 
@@ -31,7 +34,7 @@ class CogSpec:
     tags: Mapping[str, Any] | None = None
     resampling: str = "nearest"
 
-    def array(self) -> Any:
+    def array(self) -> np.ndarray | da.Array:
         arr = self.data.data if isinstance(self.data, xr.DataArray) else self.data
         return arr[None] if getattr(arr, "ndim", 0) == 2 else arr
 

@@ -48,7 +48,7 @@ def windows(stage: Stage, role: str) -> list[Window]:
     return stage.windows(role)
 
 
-def water_features(features: Any, bands: Sequence[str]) -> np.ndarray:
+def water_features(features: xr.DataArray, bands: Sequence[str]) -> np.ndarray:
     """The network's input bands ``(band, y, x)`` float32 from the run's feature stack."""
     have = [str(b) for b in features["band"].values]
     missing = [b for b in bands if b not in have]
@@ -77,7 +77,7 @@ def scl_fraction(items: Sequence[Any], grid: Grid, masks_dir: Path, *, engine: s
 
 
 def train_on(features: np.ndarray, labels: np.ndarray, train: Sequence[Window], bands: list[str],
-             cfg: Any, provenance: Mapping[str, Any]) -> water.WaterModel:
+             cfg: WaterParams, provenance: Mapping[str, Any]) -> water.WaterModel:
     """Balanced 7 x 7 patches from every training window, then :func:`water.train_network`."""
     xs, ys = [], []
     per_region = max(cfg.samples_per_class // len(train), 10)
@@ -153,7 +153,7 @@ def compare_methods(maps: Mapping[str, np.ndarray], truth: np.ndarray, subclass:
     return out
 
 
-def verify_graph(model: water.WaterModel, features: Any, local_prob: np.ndarray, win: Window, *,
+def verify_graph(model: water.WaterModel, features: xr.DataArray, local_prob: np.ndarray, win: Window, *,
                  composite_bands: Sequence[str], tile: int = 128) -> dict[str, Any]:
     """Evaluate the Earth Engine graph offline over ``win``, tile by tile with a 3 px halo.
 
