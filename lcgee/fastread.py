@@ -19,8 +19,10 @@ in GDAL's block cache (up to 5 % of RAM), which broke the memory bound of ``benc
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -157,21 +159,18 @@ def read_block(hrefs: Sequence[str], layouts: Sequence[Layout],
     return out
 
 
-def _io_pool() -> Any:
+def _io_pool() -> ThreadPoolExecutor:
     """Threads this process reads scenes' windows with (``LCGEE_READ_THREADS``, default 8):
     reads over HTTP are latency-bound, so a task reads its scenes concurrently."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            import os
-            from concurrent.futures import ThreadPoolExecutor
-
             _POOL = ThreadPoolExecutor(int(os.environ.get("LCGEE_READ_THREADS", "8")),
                                        thread_name_prefix="lcgee-read")
         return _POOL
 
 
-_POOL: Any = None
+_POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 

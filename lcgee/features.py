@@ -24,7 +24,7 @@ from lcgee.errors import DataWarning
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout
 from lcgee.load import load_stack, reflectance
-from lcgee.masks import load_probability, read_masks, require_masks
+from lcgee.masks import load_probability, read_mask_tiles, read_masks
 from lcgee.params import Params
 from lcgee.raster import CogSpec, read_cog, write_cogs
 
@@ -82,8 +82,7 @@ def _median_one_pass(ds: xr.Dataset, bands: list[str], ids: list[str], masks_dir
     """The median composite and count from the loaded DN (:mod:`lcgee.onepass`): the same
     values as :func:`features_from_stack` on the masked reflectance stack."""
     like = ds[bands[0]]
-    require_masks(masks_dir, ids)
-    mask = onepass.lazy_masks(masks_dir, ids, like)
+    mask = read_mask_tiles(masks_dir, ids, like)
     data, count = onepass.median_from_dn([ds[b].data for b in bands], mask,
                                          ds["offset"].values)
     coords = {"y": like["y"], "x": like["x"]}

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import tokenize
 
 from lcgee import clouds
 from lcgee.errors import DataError, EarthEngineError
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # annotations only
 __all__ = ["cloud_params", "scene_masks", "write_masks", "read_masks", "load_probability",
            "quality_table", "compare_with_truth", "mask_key", "masks_by_source", "from_files",
            "SourceComparison", "compare_sources", "MaskQuality", "quality_against_truth",
-           "require_masks", "scenes_at_once"]
+           "require_masks", "scenes_at_once", "mask_path", "read_mask_block", "read_mask_tiles"]
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,7 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
         for old in directory.glob("*.tif"):
             old.unlink()
         write_text(key_file, key + "\n")
-    paths = [directory / f"{item_id}.tif" for item_id, _, _ in masks]
+    paths = [mask_path(directory, item_id) for item_id, _, _ in masks]
     todo = [(path, source, mask) for path, (_, source, mask) in zip(paths, masks)
             if not path.exists()]
     bar: Any = None
@@ -258,20 +260,52 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
     return paths
 
 
+def mask_path(directory: Path, item_id: str) -> Path:
+    """The mask COG of scene ``item_id`` under ``directory``."""
+    return Path(directory) / f"{item_id}.tif"
+
+
 def read_masks(directory: Path, ids: Sequence[str], *, chunk: int = 1024) -> xr.DataArray:
     """The masks of ``ids`` as a lazy uint8 ``(time, y, x)`` array (time = position in ids)."""
     require_masks(directory, ids)
-    layers = [read_cog(directory / f"{i}.tif", chunks=chunk).isel(band=0, drop=True)
+    layers = [read_cog(mask_path(directory, i), chunks=chunk).isel(band=0, drop=True)
               for i in ids]
     return xr.concat(layers, dim="time").assign_coords(id=("time", list(ids)))
 
 
 def require_masks(directory: Path, ids: Sequence[str]) -> None:
     """A DataError unless every scene of ``ids`` has its mask COG in ``directory``."""
-    missing = [i for i in ids if not (Path(directory) / f"{i}.tif").is_file()]
+    missing = [i for i in ids if not mask_path(directory, i).is_file()]
     if missing:
         raise DataError(f"no cloud mask for {len(missing)} scene(s), e.g. {missing[0]}",
                         where=str(directory), fix="run the 02_clouds stage first")
+
+
+def read_mask_block(paths: Sequence[str], *, block_info: dict | None = None) -> np.ndarray:
+    """``(time, y, x)`` uint8 window of the scenes' mask COGs (one per path, on the grid)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    assert block_info is not None
+    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint8)
+    for k, path in enumerate(paths[t0:t1]):
+        with rasterio.open(path) as src:
+            src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), out=out[k])
+    return out
+
+
+def read_mask_tiles(directory: Path, ids: Sequence[str], like: xr.DataArray) -> da.Array:
+    """The written masks of ``ids`` as a ``(time, y, x)`` uint8 Dask array on ``like``'s
+    spatial chunks, time in one chunk (one task reads every scene's window of a tile), for
+    :mod:`lcgee.onepass`; :func:`read_masks` is the per-scene DataArray."""
+    require_masks(directory, ids)
+    paths = [str(mask_path(directory, i)) for i in ids]
+    chunks = ((len(paths),), *like.data.chunks[-2:])
+    stamps = [Path(p).stat().st_mtime_ns for p in paths]
+    return da.map_blocks(read_mask_block, paths, chunks=chunks, dtype=np.uint8,
+                         meta=np.empty((0, 0, 0), np.uint8),
+                         name=f"lcgee-masks-{tokenize(paths, stamps, chunks)}")
 
 
 def quality_table(world: World, grid: Grid, masks_by_source: dict[str, dict[str, np.ndarray]]
@@ -417,6 +451,6 @@ def from_files(masks: Sequence[tuple[str, str, xr.DataArray]], directory: Path, 
     """The same ``(item id, source, mask)`` triples, each mask read lazily from the COG that
     :func:`write_masks` wrote, so later uses (figures, source comparison, quality) read a
     small file instead of recomputing the mask from the imagery."""
-    return [(item_id, source, read_cog(directory / f"{item_id}.tif", chunks=chunk)
+    return [(item_id, source, read_cog(mask_path(directory, item_id), chunks=chunk)
              .isel(band=0, drop=True).rename("cloud_mask"))
             for item_id, source, _ in masks]

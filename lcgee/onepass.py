@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from pathlib import Path
 
 import dask.array as da
 import numba
 import numpy as np
-import xarray as xr
 from dask.base import tokenize
 
 from lcgee.clouds import CLEAR
 from lcgee.composite import _sorting_network, sorted_median
 from lcgee.scenes import HARMONIZE_OFFSET
 
-__all__ = ["median_from_dn", "read_mask_block", "lazy_masks"]
+__all__ = ["median_from_dn"]
 
 _WIDTH = 1024  # pixels sorted together (as lcgee.composite's kernel for ~24 scenes)
 
@@ -129,27 +127,3 @@ def median_from_dn(dn: Sequence[da.Array], mask: da.Array, offset: np.ndarray
                           meta=np.empty((0, 0), np.uint16))
     return da.stack(medians), count
 
-
-def read_mask_block(paths: Sequence[str], *, block_info: dict | None = None) -> np.ndarray:
-    """``(time, y, x)`` uint8 window of the scenes' mask COGs (one per path, on the grid)."""
-    import rasterio
-    from rasterio.windows import Window
-
-    assert block_info is not None
-    (t0, t1), (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    out = np.empty((t1 - t0, r1 - r0, c1 - c0), np.uint8)
-    for k, path in enumerate(paths[t0:t1]):
-        with rasterio.open(path) as src:
-            src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), out=out[k])
-    return out
-
-
-def lazy_masks(directory: Path, ids: Sequence[str], like: xr.DataArray) -> da.Array:
-    """The written masks of ``ids`` as a ``(time, y, x)`` uint8 Dask array on ``like``'s
-    spatial chunks, time in one chunk (one task reads every scene's window of a tile)."""
-    paths = [str(Path(directory) / f"{i}.tif") for i in ids]
-    chunks = ((len(paths),), *like.data.chunks[-2:])
-    stamps = [Path(p).stat().st_mtime_ns for p in paths]
-    return da.map_blocks(read_mask_block, paths, chunks=chunks, dtype=np.uint8,
-                         meta=np.empty((0, 0, 0), np.uint8),
-                         name=f"lcgee-masks-{tokenize(paths, stamps, chunks)}")

@@ -16,14 +16,10 @@ piece's results are released once consumed; otherwise each piece is computed by
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # annotation only: distributed loads when a client exists
-    from distributed import Client
-
-__all__ = ["compute_each", "default_window"]
+__all__ = ["compute_each"]
 
 
 def _client() -> Any:
@@ -38,20 +34,10 @@ def _client() -> Any:
         return None
 
 
-def default_window(client: Client | None = None) -> int:
-    """Pieces in flight: the cluster's threads (at least 2), so every core has work."""
-    threads = 0
-    if client is not None:
-        try:
-            threads = sum(client.nthreads().values())
-        except Exception:  # a client that cannot answer: fall back to the cores
-            threads = 0
-    return max(2, threads or os.cpu_count() or 2)
-
-
 def compute_each(pieces: Sequence[Sequence[Any]], consume: Callable[[int, tuple], None], *,
                  window: int | None = None) -> None:
-    """Compute ``pieces`` (each a sequence of Dask collections), ``window`` at a time.
+    """Compute ``pieces`` (each a sequence of Dask collections); without a ``distributed``
+    client, ``window`` at a time (default 1).
 
     ``consume(index, results)`` is called in this thread for each piece as it completes, in
     completion order; ``results`` is the tuple of the piece's computed values. An exception
@@ -62,22 +48,20 @@ def compute_each(pieces: Sequence[Sequence[Any]], consume: Callable[[int, tuple]
     client = _client()
     # threaded scheduler: one piece computes (on all cores) while the previous one is consumed;
     # more pieces at once raised bench/scale.py's peak memory over its bound
-    window = max(1, window or (default_window(client) if client is not None else 1))
-    if client is not None:
-        _distributed(client, pieces, consume, window)
+    if client is not None:  # the scheduler decides what runs; results released when consumed
+        _distributed(client, pieces, consume)
     else:
-        _threaded(pieces, consume, window)
+        _threaded(pieces, consume, max(1, window or 1))
 
 
 def _distributed(client: Any, pieces: Sequence[Sequence[Any]],
-                 consume: Callable[[int, tuple], None], window: int) -> None:
+                 consume: Callable[[int, tuple], None]) -> None:
     """All pieces in one ``client.compute`` (one graph: pieces that share intermediate keys
     would otherwise race the scheduler releasing them); the scheduler's own root-task
     queueing bounds what runs at once. Each piece's results are gathered, consumed and
     released as soon as all of them are ready."""
     from distributed import as_completed
 
-    del window  # the scheduler decides; results are released as they are consumed
     flat = [(i, obj) for i, piece in enumerate(pieces) for obj in piece]
     futures = client.compute([obj for _, obj in flat])
     owner = {id(f): i for f, (i, _) in zip(futures, flat)}
