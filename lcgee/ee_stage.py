@@ -57,7 +57,8 @@ if TYPE_CHECKING:  # annotations only
 __all__ = ["stac_loader", "demo_earth_engine", "earth_engine_options", "EarthEngineAccess",
            "composite_for_params",
            "chain_flips", "DryRunResult", "dry_run", "LiveClassification",
-           "classify_in_earth_engine", "MapView", "interactive_map"]
+           "classify_in_earth_engine", "MapView", "interactive_map", "start_live_session",
+           "export_image"]
 
 
 # ----------------------------------------------------------------------------- stand-in
@@ -330,6 +331,35 @@ class LiveClassification:
         return self.classified is not None
 
 
+def start_live_session(params: Params) -> str | None:
+    """Start a live Earth Engine session for ``params.ee.project``: None when it is up, else
+    why the live step is skipped and how to enable it (an offline run is a normal run)."""
+    if not params.ee.project:
+        return (f"Live Earth Engine step skipped: no ee.project in the params. "
+                f"To enable it, {session.AUTH_HELP}.")
+    try:
+        session.init_live(params.ee.project)
+    except EarthEngineError as exc:  # credentials or project missing: say how, keep the run
+        return f"Live Earth Engine step skipped. {exc}"
+    return None
+
+
+def export_image(image: Any, params: Params, grid: Grid, *, suffix: str = ""
+           ) -> tuple[pd.DataFrame, str | None]:
+    """Build the export tasks of ``image`` over ``grid`` (``ee.export_to``, split as the params
+    say) and, with ``ee.start_export``, start them: ``(task table, note)``, the note saying
+    when they were built but not started."""
+    tasks = classify.export_task(image, grid, to=params.ee.export_to,
+                                 path=live.export_path_for(params.ee, params.name) + suffix,
+                                 max_pixels=int(params.ee.max_pixels),
+                                 split=params.ee.export_split,
+                                 description=f"lcgee_{params.name}{suffix}")
+    if params.ee.start_export:
+        return live.start_tasks(tasks, policy=live.policy_for(params.ee)), None
+    return (live.task_table(tasks),
+            "export tasks built, not started: set ee.start_export: true to start them")
+
+
 def classify_in_earth_engine(params: Params, grid: Grid, dry: DryRunResult, *,
                              cache_dir: Path) -> LiveClassification:
     """Classify the run's composite in Earth Engine, compare it with the local map over the dry
@@ -340,13 +370,9 @@ def classify_in_earth_engine(params: Params, grid: Grid, dry: DryRunResult, *,
     requests, quota, an export that cannot start) raise :class:`~lcgee.errors.EarthEngineError`;
     only a region too large for one interactive fetch is reported in the message instead.
     """
-    if not params.ee.project:
-        return LiveClassification(f"Live Earth Engine step skipped: no ee.project in the params. "
-                                  f"To enable it, {session.AUTH_HELP}.")
-    try:
-        session.init_live(params.ee.project)
-    except EarthEngineError as exc:  # credentials or project missing: say how, keep the run
-        return LiveClassification(f"Live Earth Engine step skipped. {exc}")
+    skipped = start_live_session(params)
+    if skipped:
+        return LiveClassification(skipped)
     lines = [f"Earth Engine initialised for project {params.ee.project!r}"]
     policy = live.policy_for(params.ee)
     trees_table = None
@@ -367,15 +393,9 @@ def classify_in_earth_engine(params: Params, grid: Grid, dry: DryRunResult, *,
         lines.append(f"Earth Engine (live) vs local map: {agreement['agreement']:.1%} of "
                      f"{agreement['pixels']:,} px agree; {agreement['ee_nodata']:,} px without "
                      "a server-side composite")
-    tasks = classify.export_task(classified, grid, to=params.ee.export_to,
-                                 path=live.export_path_for(params.ee, params.name),
-                                 max_pixels=int(params.ee.max_pixels),
-                                 split=params.ee.export_split, description=f"lcgee_{params.name}")
-    if params.ee.start_export:
-        table = live.start_tasks(tasks, policy=policy)
-    else:
-        table = live.task_table(tasks)
-        lines.append("export tasks built, not started: set ee.start_export: true to start them")
+    table, note = export_image(classified, params, grid)
+    if note:
+        lines.append(note)
     return LiveClassification("\n".join(lines), classified=classified, pixels=pixels,
                               agreement=agreement, export_table=table)
 

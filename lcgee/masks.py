@@ -234,9 +234,9 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
         bar = tqdm(total=len(masks), initial=len(masks) - len(todo), desc="cloud masks",
                    unit="scene")
 
-    def write(i: int, values: tuple) -> None:
+    def write(i: int, mask: Any) -> None:
         path, source, _ = todo[i]
-        write_cog(path, np.asarray(values[0]).astype("uint8"), grid, nodata=int(clouds.NODATA),
+        write_cog(path, np.asarray(mask).astype("uint8"), grid, nodata=int(clouds.NODATA),
                   band_names=["cloud_mask"], tags={"source": source,
                                                    "codes": "0 clear,1 cloud,2 shadow,255 nodata"})
         if bar is not None:
@@ -244,15 +244,15 @@ def write_masks(masks: Sequence[tuple[str, str, xr.DataArray]], grid: Grid, dire
 
     lazy = [i for i, (_, _, m) in enumerate(todo) if hasattr(m.data, "dask")]
     for i in sorted(set(range(len(todo))) - set(lazy)):
-        write(i, (todo[i][2].data,))  # NumPy masks (Earth Engine downloads)
+        write(i, todo[i][2].data)  # NumPy masks (Earth Engine downloads)
     # groups of scenes (those one read task serves) computing at once, each written when ready
-    tile = max((max(c) for i in lazy[:1] for c in todo[i][2].data.chunks[-2:]), default=1024)
+    tile = max(max(c) for c in todo[lazy[0]][2].data.chunks[-2:]) if lazy else 1024
     step = scenes_at_once(grid, tile)
     groups = [lazy[k:k + step] for k in range(0, len(lazy), step)]
 
     def write_group(g: int, values: tuple) -> None:
         for i, value in zip(groups[g], values):
-            write(i, (value,))
+            write(i, value)
 
     compute_each([[todo[i][2].data for i in group] for group in groups], write_group)
     if bar is not None:
@@ -409,7 +409,7 @@ class MaskQuality:
         return self.table.pivot(index="kind", columns="source", values="balanced_accuracy")
 
 
-def quality_against_truth(world: World, items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
+def quality_against_truth(world: World | None, items: Sequence[Item], grid: Grid, cfg: CloudParams, *,
                           client: Client, out: Path, chunk: int = 1024,
                           have: Sequence[tuple[str, str, xr.DataArray]] = (),
                           earth_engine: EarthEngineOptions | None = None) -> MaskQuality:

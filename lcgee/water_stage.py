@@ -21,11 +21,11 @@ import xarray as xr
 
 from lcgee import water
 from lcgee.clouds import CLEAR
-from lcgee.ee_stage import composite_for_params
-from lcgee.errors import DataError, EarthEngineError, ParamsError
+from lcgee.ee_stage import composite_for_params, export_image, start_live_session
+from lcgee.errors import DataError, ParamsError
 from lcgee.features import read_features
 from lcgee.files import write_json
-from lcgee.gee import classify, live, offline, session
+from lcgee.gee import offline, session
 from lcgee.gee import water as gw
 from lcgee.grid import Grid
 from lcgee.layout import RunLayout, Window, region_windows
@@ -356,24 +356,14 @@ def water_in_earth_engine(params: Params, grid: Grid, model: water.WaterModel) -
     Without ``ee.project`` or usable credentials nothing is sent and the message says so (the
     offline dry run is then this stage's Earth Engine result).
     """
-    if not params.ee.project:
-        return LiveWater("no ee.project: offline run (the dry run above is this stage's Earth "
-                         "Engine result)")
-    try:
-        session.init_live(params.ee.project)
-    except EarthEngineError as exc:
-        return LiveWater(f"Live Earth Engine step skipped. {exc}")
+    skipped = start_live_session(params)
+    if skipped:
+        return LiveWater(skipped + " The offline dry run above is this stage's Earth Engine "
+                         "result.")
     image = gw.water_image(model, composite_for_params(params, grid))
     classes = image.select(gw.CLASS_BAND)
-    tasks = classify.export_task(classes, grid, to=params.ee.export_to,
-                                 path=live.export_path_for(params.ee, params.name) + "_water",
-                                 max_pixels=int(params.ee.max_pixels),
-                                 split=params.ee.export_split,
-                                 description=f"lcgee_{params.name}_water")
-    table, message = None, "export tasks built, not started: set ee.start_export: true to start them"
-    if params.ee.start_export:
-        table = live.start_tasks(tasks, policy=live.policy_for(params.ee))
-        message = f"{len(table)} water export task(s) started"
+    table, note = export_image(classes, params, grid, suffix="_water")
+    message = note or f"{len(table)} water export task(s) started"
     # water drawn as WorldCover's water class on the land-cover viewer
     as_landcover = classes.selfMask().multiply(water.WATER_CODE).rename("landcover")
-    return LiveWater(message, landcover=as_landcover, export_table=table)
+    return LiveWater(message, landcover=as_landcover, export_table=None if note else table)

@@ -35,6 +35,7 @@ ALLOWED = {
     ("lcgee.clouds", "local_masks"): _PASS,
     ("lcgee.cluster", "cluster_map"): _MPL,
     ("lcgee.ee_stage", "composite_for_params"): _EE,
+    ("lcgee.ee_stage", "export_image"): _EE,
     ("lcgee.ee_stage", "interactive_map"): _EE,
     ("lcgee.evaluate", "confusion_figure"): _MPL,
     ("lcgee.evaluate", "to_json_ready"): _JSON,
