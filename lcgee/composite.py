@@ -52,6 +52,8 @@ __all__ = [
     "METHODS",
     "Method",
     "best_pixel",
+    "period_label",
+    "SEASONS",
     "sorted_median",
     "composite",
     "median",
@@ -383,20 +385,25 @@ def _period_groups(time: xr.DataArray, period: str) -> tuple[np.ndarray, np.ndar
     return starts.astype("datetime64[ns]"), order, offsets
 
 
+#: Meteorological seasons by the month (1-12) they start in.
+SEASONS = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}
+
+
+def period_label(year: int, month: int, period: str) -> str:
+    """The feature-name prefix of the period starting in ``year``-``month`` (1-12): ``m202104``
+    (1M), ``m202103p2`` (2M starting March 2021), ``s2021JJA`` (seasons, named by the year of
+    their last month). The Earth Engine composite names its periods with it too."""
+    if period == "season":
+        return f"s{year + (month == 12)}{SEASONS[month]}"
+    if period == "1M":
+        return f"m{year:04d}{month:02d}"
+    return f"m{year:04d}{month:02d}p{int(period.removesuffix('M'))}"
+
+
 def period_labels(starts: ArrayLike, period: str) -> list[str]:
-    """Feature-name prefixes of periods: ``m202104`` (1M), ``m202103p2`` (2M starting March
-    2021), ``s2021JJA`` (seasons, named by the year of their last month)."""
-    out = []
-    for start in np.asarray(starts).astype("datetime64[M]").astype(np.int64):
-        year, month = int(start // 12 + 1970), int(start % 12 + 1)
-        if period == "season":
-            name = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}[month]
-            out.append(f"s{year + (month == 12)}{name}")
-        elif period == "1M":
-            out.append(f"m{year:04d}{month:02d}")
-        else:
-            out.append(f"m{year:04d}{month:02d}p{int(period.removesuffix('M'))}")
-    return out
+    """:func:`period_label` of each period start (``datetime64``)."""
+    months = np.asarray(starts).astype("datetime64[M]").astype(np.int64)
+    return [period_label(int(m // 12 + 1970), int(m % 12 + 1), period) for m in months]
 
 
 def period_median(stack: xr.DataArray, period: str) -> xr.DataArray:

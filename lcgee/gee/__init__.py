@@ -25,6 +25,7 @@ Service code (talks to Earth Engine, or to a stand-in answering the same request
 Import rule (checked by tests/unit/test_layering.py): modules here import each other and, of the
 rest of lcgee, only ``lcgee.errors``, ``lcgee.files``, ``lcgee.grid``, ``lcgee.indices`` (the
 index definitions), ``lcgee.clouds`` (mask codes and parameter checks), ``lcgee.scenes`` (an
-item's Earth Engine ``system:index``) and ``lcgee.water`` (the water network's weights); each
+item's Earth Engine ``system:index``), ``lcgee.water`` (the water network's weights) and
+``lcgee.composite`` (the feature names of composite periods); each
 of those imports only ``lcgee.errors`` / ``lcgee.files``. Never a stage module.
 """

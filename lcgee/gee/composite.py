@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lcgee import clouds
+from lcgee.composite import period_label
 from lcgee.errors import ParamsError
 from lcgee.gee import cloudmask
 from lcgee.gee.api import ee as _ee
@@ -45,7 +46,6 @@ METHODS = ("median", "best", "monthly")
 #: Periods of the ``monthly`` method (``composite.period``): N-month windows starting in
 #: January, or meteorological seasons (DJF, MAM, JJA, SON).
 PERIODS = ("1M", "2M", "3M", "4M", "6M", "12M", "season")
-_SEASONS = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}
 _QUALITY = "lcgee_quality"
 
 
@@ -119,12 +119,6 @@ def reduce_collection(collection: Any, method: str, bands: Sequence[str]) -> Any
                       fix="use monthly_features for method 'monthly'")
 
 
-def _months(start: dt.date, end: dt.date) -> list[tuple[str, str, str]]:
-    """``(prefix, first day, first day of next month)`` for each calendar month touched."""
-    return [(label + "_", first, after) for label, first, after in
-            period_windows(start, end, "1M")]
-
-
 def _period_length(period: str | None) -> tuple[str, int, int]:
     """``(period, months per window, month index 0-11 a window starts at)``."""
     period = period or "1M"
@@ -138,14 +132,9 @@ def _period_length(period: str | None) -> tuple[str, int, int]:
 
 def _label(month_index: int, period: str) -> str:
     """The feature-name prefix of the period starting at ``month_index`` (months since year 0),
-    spelt as :func:`lcgee.composite.period_labels` spells it (checked by the tests)."""
+    as the local feature stack names it (:func:`lcgee.composite.period_label`)."""
     year, month = divmod(month_index, 12)
-    month += 1
-    if period == "season":
-        return f"s{year + (month == 12)}{_SEASONS[month]}"
-    if period == "1M":
-        return f"m{year:04d}{month:02d}"
-    return f"m{year:04d}{month:02d}p{period.removesuffix('M')}"
+    return period_label(year, month + 1, period)
 
 
 #: a date, a datetime (aware ones are taken in UTC) or a ``numpy.datetime64``

@@ -69,6 +69,6 @@ def test_composite_for_params_searches_earth_engine(method, tmp_path):
 
 
 def test_monthly_band_names_match_the_local_feature_stack():
-    months = gee_composite._months(dt.date(2021, 11, 15), dt.date(2022, 2, 1))
-    assert [m[0] for m in months] == ["m202111_", "m202112_", "m202201_", "m202202_"]
+    months = gee_composite.period_windows(dt.date(2021, 11, 15), dt.date(2022, 2, 1), "1M")
+    assert [m[0] + "_" for m in months] == ["m202111_", "m202112_", "m202201_", "m202202_"]
     assert months[1][1:] == ("2021-12-01", "2022-01-01")

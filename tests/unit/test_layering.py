@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "lcgee"
 #: Modules outside lcgee/gee/ that lcgee.gee may import: pure types and functions with no
 #: knowledge of runs (each imports only lcgee.errors / lcgee.files).
 GEE_MAY_IMPORT = {"lcgee.errors", "lcgee.files", "lcgee.grid", "lcgee.indices", "lcgee.clouds",
-                  "lcgee.scenes", "lcgee.water"}
+                  "lcgee.scenes", "lcgee.water", "lcgee.composite"}
 
 _CLI = ("CLI: a subcommand's heavy stage (LightGBM, Earth Engine, JAX, the doctor's readers) "
         "loads only when it runs, so `lcgee --help` starts in well under a second")
