@@ -30,7 +30,7 @@ from lcgee.errors import LcgeeError
 from lcgee.layout import RunLayout
 from lcgee.params import field_reference, load_params
 from lcgee.procs import Terminated, handle_signals, run_scope
-from lcgee.run import resolve_params, run
+from lcgee.run import demo_endpoint, resolve_params, run
 from lcgee.secrets import redact
 from lcgee.stage import build_grid
 
@@ -142,8 +142,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ee(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from lcgee.ee_stage import dry_run  # heavy: Earth Engine stage
 
     if args.ee_command == "classify":
@@ -173,17 +171,11 @@ def _run_client(run_dir: Path, args: argparse.Namespace) -> Iterator[Any]:
     from lcgee import search  # heavy: pystac-client, only when the chain row is asked for
 
     params = load_params(RunLayout(run_dir).params)
-    with contextlib.ExitStack() as stack:
-        url = args.stac_url or params.stac.url
-        if params.is_demo and not args.stac_url:
-            from lcgee.demo.serve import DemoServer  # heavy: demo servers
-            from lcgee.demo.world import WorldSpec, build_world  # heavy: demo world generator
-
-            world = build_world(WorldSpec(seed=params.demo.seed, size=params.demo.size),
-                                progress=False)
-            stack.enter_context(run_scope())
-            url = stack.enter_context(DemoServer(world.root)).stac_url
-        yield search.open_client(url, sign=params.stac.sign)
+    if args.stac_url:
+        yield search.open_client(args.stac_url, sign=params.stac.sign)
+        return
+    with run_scope(), demo_endpoint(params, progress=False) as demo_url:
+        yield search.open_client(demo_url or params.stac.url, sign=params.stac.sign)
 
 
 def _ee_classify(run_dir: Path, region: str | None, args: argparse.Namespace) -> int:

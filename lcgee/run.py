@@ -33,7 +33,7 @@ from lcgee.secrets import redact, secret_values
 
 __all__ = ["run", "RunResult", "StageResult", "notebook_paths", "NOTEBOOK_PARAMETERS",
            "default_notebooks_dir", "missing_extra", "OPTIONAL_STAGES", "resolve_params",
-           "PACKAGED_NOTEBOOKS", "not_applicable"]
+           "PACKAGED_NOTEBOOKS", "not_applicable", "demo_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ def _stage_key(nb_text: str, params: Params, source: str, previous: str) -> str:
 
 
 @contextlib.contextmanager
-def _data_endpoint(params: Params, progress: bool) -> Iterator[str | None]:
-    """The STAC URL the notebooks use: the demo's loopback server, or None (params decide)."""
+def demo_endpoint(params: Params, progress: bool) -> Iterator[str | None]:
+    """The STAC URL the notebooks use: the demo's loopback server (built and served while the
+    block runs), or None (the params' ``stac.url`` decides)."""
     if not params.is_demo:
         yield None
         return
@@ -183,7 +184,7 @@ def run(params_file: str | Path, overrides: list[str] | None = None, *,
     result = RunResult(run_dir=run_dir, params=params)
     record = _start_record(params, params_file, overrides)
     source, previous = _source_digest(), ""
-    with run_scope(), _data_endpoint(params, progress) as stac_url:
+    with run_scope(), demo_endpoint(params, progress) as stac_url:
         for nb in _progress(notebooks, progress):
             missing = missing_extra(nb) or not_applicable(nb, params)
             if missing:
