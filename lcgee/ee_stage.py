@@ -345,7 +345,7 @@ def start_live_session(params: Params) -> str | None:
 
 
 def export_image(image: Any, params: Params, grid: Grid, *, suffix: str = ""
-           ) -> tuple[pd.DataFrame, str | None]:
+                 ) -> tuple[pd.DataFrame, str | None]:
     """Build the export tasks of ``image`` over ``grid`` (``ee.export_to``, split as the params
     say) and, with ``ee.start_export``, start them: ``(task table, note)``, the note saying
     when they were built but not started."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: matplotlib, pandas and xarray load when a
 __all__ = ["class_map", "regions_figure", "stretch", "footprints_figure", "image_panel",
            "mask_rgba", "true_colour", "MASK_COLOURS", "acquisitions_figure",
            "composite_figure", "monthly_panel", "difference_figure", "map_pair",
-           "masks_by_source_figure", "label_panels", "training_curves", "rgb_bands"]
+           "masks_by_source_figure", "label_panels", "training_curves", "rgb_bands", "feature_rgb"]
 
 _ROLE_COLOURS = {"train": "#ffffff", "predict": "#00ffff"}
 
@@ -209,6 +209,13 @@ def rgb_bands(names: Iterable[object]) -> list[str]:
     return [f"{prefix}B04", f"{prefix}B03", f"{prefix}B02"]
 
 
+def feature_rgb(features: xr.DataArray) -> np.ndarray:
+    """The stretched true colour ``(y, x, 3)`` of a ``(band, y, x)`` feature stack
+    (:func:`rgb_bands`: one period's for a ``monthly`` stack)."""
+    bands = rgb_bands(features["band"].values)
+    return stretch(np.moveaxis(features.sel(band=bands).values, 0, -1))
+
+
 def composite_figure(features: xr.DataArray, count: xr.DataArray, title: str = "Composite") -> Figure:
     """True colour, valid-observation count and NDVI (if present) side by side; for a
     ``monthly`` stack, of one period (:func:`rgb_bands`)."""
@@ -220,7 +227,7 @@ def composite_figure(features: xr.DataArray, count: xr.DataArray, title: str = "
     ndvi = f"{prefix}NDVI"
     panels = 3 if ndvi in names else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.6))
-    rgb = stretch(np.moveaxis(features.sel(band=bands).values, 0, -1))
+    rgb = feature_rgb(features)
     axes[0].imshow(np.nan_to_num(rgb, nan=0.0))
     axes[0].set_title(f"{title}: true colour" + (f" ({prefix.rstrip('_')})" if prefix else ""))
     im = axes[1].imshow(count.values, cmap="viridis")

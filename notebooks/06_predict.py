@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 
 lc = read_cog(tif, chunks=None).values[0]
 wc = read_cog(stage.layout.labels, chunks=None).values[0]
-rgb = plots.stretch(np.moveaxis(feats.sel(band=plots.rgb_bands(feats.band.values)).values, 0, -1))
+rgb = plots.feature_rgb(feats)
 fig, axes = plt.subplots(1, 3, figsize=(18, 6))
 axes[0].imshow(np.nan_to_num(rgb))
 axes[0].set_title("composite (true colour)")

@@ -90,7 +90,7 @@ paths = ws.write_water_maps(probs["corrected"], stage.grid, stage.run_dir, run_n
                             start=str(p.dates.start), end=str(p.dates.end))
 print({k: v.name for k, v in paths.items()})
 lc = read_cog(stage.layout.landcover, chunks=None).values[0]
-rgb = plots.stretch(np.moveaxis(feats_da.sel(band=["B04", "B03", "B02"]).values, 0, -1))
+rgb = plots.feature_rgb(feats_da)
 name, r, c, h, w = predict_w[0]
 fig, axes = plt.subplots(1, 3, figsize=(18, 6))
 axes[0].imshow(np.nan_to_num(rgb[r:r + h, c:c + w]))
