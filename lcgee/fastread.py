@@ -231,22 +231,19 @@ def _mixed(name: str, items: Sequence[Any], layouts: Sequence[Layout | None], ch
 
 def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
                     patch_url: Callable[[str], str] | None = None, *,
-                    load_subset: Callable[[list[Any]], xr.Dataset] | None = None,
                     load_tile: Callable[..., np.ndarray] | None = None) -> xr.Dataset:
     """``ds`` (lazy odc-stac load of ``items`` on ``grid``) with aligned assets read directly.
 
     Where every item's asset is aligned (see module docstring) the variable is read directly.
     Where only some are (scenes published in another UTM zone), the aligned ones are read
     directly and the others come from ``load_tile(item, tile_geobox, name=asset)`` (odc-stac
-    onto one tile, run in the read threads beside the direct reads), or else from
-    ``load_subset(other_items)`` -- a lazy odc-stac load of just those items -- in the
-    original scene order. Coordinates, dtype (uint16) and chunks
-    stay those of ``ds``.
+    onto one tile, run in the read threads beside the direct reads), in the original scene
+    order; without ``load_tile`` such a variable stays odc-stac's. Coordinates, dtype (uint16)
+    and chunks stay those of ``ds``.
     """
     if not ENABLED or not items:
         return ds
     out = {}
-    subset: xr.Dataset | None = None
     for name, var in ds.data_vars.items():
         layouts = [asset_layout(it, str(name), grid) for it in items]
         aligned = [i for i, lay in enumerate(layouts) if lay is not None]
@@ -256,22 +253,7 @@ def replace_aligned(ds: xr.Dataset, items: Sequence[Any], grid: Grid,
         if len(aligned) == len(items):
             out[name] = var.copy(data=_direct(str(name), items, layouts, var.data.chunks,
                                               patch_url, grid))
-            continue
-        if load_tile is not None:  # odc-stac onto each tile, concurrently with direct reads
+        elif load_tile is not None:  # odc-stac onto each tile, concurrently with direct reads
             out[name] = var.copy(data=_mixed(str(name), items, layouts, var.data.chunks,
                                              patch_url, grid, partial(load_tile, name=str(name))))
-            continue
-        if load_subset is None:
-            continue
-        others = [i for i in range(len(items)) if i not in set(aligned)]
-        if subset is None:
-            subset = load_subset([items[i] for i in others])
-        step = min(max(var.data.chunks[0]), len(aligned))
-        tchunks = tuple(min(step, len(aligned) - i) for i in range(0, len(aligned), step))
-        direct = _direct(str(name), [items[i] for i in aligned], [layouts[i] for i in aligned],
-                         (tchunks, *var.data.chunks[1:]), patch_url, grid)
-        both = da.concatenate([direct, subset[name].data.rechunk((-1, *var.data.chunks[1:]))],
-                              axis=0)
-        order = np.argsort(np.array(aligned + others))  # position of scene k in `both`
-        out[name] = var.copy(data=both[order].rechunk(var.data.chunks))
     return ds.assign(out) if out else ds

@@ -106,17 +106,14 @@ def _load_odc(items: Sequence[Any], grid: Grid, assets: Sequence[str], chunk: in
 
     # URLs are signed when each tile is read (lcgee.signing), not here: no token service call
     # while the graph is built, and long computations outlive a token.
-    def odc_load(subset: Sequence[Any]) -> xr.Dataset:
-        return odc.stac.load(subset, bands=list(assets), geobox=grid.geobox, groupby="id",
-                             resampling="nearest", dtype="uint16",
-                             chunks={"time": time_chunk, "x": chunk, "y": chunk},
-                             patch_url=patch_url, driver=guarded_driver(subset, assets),
-                             preserve_original_order=True, fail_on_error=True)
-
-    ds = odc_load(items)
+    ds = odc.stac.load(items, bands=list(assets), geobox=grid.geobox, groupby="id",
+                       resampling="nearest", dtype="uint16",
+                       chunks={"time": time_chunk, "x": chunk, "y": chunk},
+                       patch_url=patch_url, driver=guarded_driver(items, assets),
+                       preserve_original_order=True, fail_on_error=True)
     # Assets on the grid's lattice are read directly (same values, a third of the time);
     # scenes of another UTM zone keep odc-stac's reprojection.
-    ds = replace_aligned(ds, items, grid, patch_url, load_subset=odc_load,
+    ds = replace_aligned(ds, items, grid, patch_url,
                          load_tile=partial(_odc_tile, assets=list(assets), patch_url=patch_url))
     return ds.drop_vars("spatial_ref", errors="ignore")
 
